@@ -174,9 +174,13 @@ def _load_raw(spec: str, dtype: torch.dtype) -> tuple[torch.nn.Module, PreTraine
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype, local_files_only=local_only, use_safetensors=True
         )
-    except (OSError, ValueError) as exc:
-        where = "local checkpoint" if local_only else "hub id"
-        raise ModelLoadError(f"cannot load model {spec!r} as a {where}: {exc}. {_local_alternatives()}") from exc
+    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, SafetensorError, ...: all mean "unloadable"
+        if local_only:
+            raise ModelLoadError(
+                f"cannot load the checkpoint in {path}: {type(exc).__name__}: {exc} "
+                "(a corrupt or truncated file? rebuild or re-download it)"
+            ) from exc
+        raise ModelLoadError(f"cannot load model {spec!r} as a hub id: {exc}. {_local_alternatives()}") from exc
     return model, tok, caveats
 
 

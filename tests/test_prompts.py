@@ -212,3 +212,12 @@ def test_chat_template_variant_only_with_a_template(tiny_llama):
     assert variants["chat-template"].render(None, "Q", "") == "<user>Q\n<assistant>"
     # the offline tiny tokenizer has no chat template, so the variant is not offered
     assert "chat-template" not in {v.name for v in format_variants(tiny_llama.tokenizer)}
+
+
+def test_builtin_prompt_is_long_enough(builtin):
+    # the paper's prompt: 14 dialogues, ~4,600 words; ours must have >= 12 and >= 3,000 words
+    assert builtin.n_dialogues >= 12
+    assert builtin.n_words >= 3000
+    dialogue_words = sum(len(t.text.split()) for d in builtin.dialogues() for t in d.turns)
+    assert dialogue_words >= 3000  # the words are in the conversations, not the preamble
+    assert sum(len(d.turns) > 2 for d in builtin.dialogues()) >= 5  # multi-turn follow-ups

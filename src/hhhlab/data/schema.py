@@ -75,14 +75,6 @@ class PreferenceGroup(BaseModel):
     source: str = Field(min_length=1)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("responses")
-    @classmethod
-    def _responses_not_blank(cls, responses: list[str]) -> list[str]:
-        for i, r in enumerate(responses):
-            if not r.strip():
-                raise ValueError(f"response {i} is empty")
-        return responses
-
     @field_validator("scores")
     @classmethod
     def _scores_finite(cls, scores: list[float]) -> list[float]:
@@ -223,13 +215,25 @@ def recast_binary(
 # Files
 
 
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def open_binary(path: str | os.PathLike[str]) -> io.BufferedIOBase:
+    """Open plain, ``.gz``, ``.bz2`` or ``.xz`` bytes for reading by extension (streaming)."""
+    opener = _OPENERS.get(Path(path).suffix, open)
+    try:
+        return opener(path, "rb")  # type: ignore[operator,return-value]
+    except OSError as exc:
+        raise DataError(f"cannot open {path}: {exc.strerror or exc}") from exc
+
+
 def open_text(path: str | os.PathLike[str], mode: Literal["r", "w"] = "r", *,
               like: str | os.PathLike[str] | None = None) -> io.TextIOBase:
     """Open plain, ``.gz``, ``.bz2`` or ``.xz`` text by extension (UTF-8, streaming).
 
     ``like``: take the compression from this name instead (for temporary files)."""
     p = str(path)
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(Path(like or p).suffix, None)
+    opener = _OPENERS.get(Path(like or p).suffix, None)
     try:
         if opener is None:
             return open(p, mode, encoding="utf-8", newline="" if mode == "w" else None)

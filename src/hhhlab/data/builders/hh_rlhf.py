@@ -1,0 +1,63 @@
+"""Anthropic HH-RLHF (``{"chosen", "rejected"}`` whole dialogues, JSON Lines, often .jsonl.gz).
+
+Each record becomes a group: the context is the shared dialogue up to and including the final
+``"\\n\\nAssistant:"``; the two responses are the final assistant replies (they keep their leading
+space, so ``context + response`` is the original transcript exactly). Chosen scores 1, rejected 0,
+kind ``ranked`` (a human comparison).
+
+Choices the data forces on us:
+* the context ends at the last ``"\\n\\nAssistant:"`` inside the two dialogues' common prefix, not
+  at the last one of each dialogue: about 0.4% of the test records have a reply that itself
+  contains "Assistant:"/"Human:" turns, and cutting each at its own last turn would give two
+  different contexts. A record with no shared assistant turn is rejected;
+* empty final replies are kept (4 harmless-base test records prefer an empty reply: silence
+  over harm is a real preference);
+* a record whose two final replies are identical is skipped ("identical responses");
+* the group id is ``hh-rlhf:<file stem>:<line>`` (the data has no ids).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, iter_jsonl_objects
+from hhhlab.data.schema import PreferenceGroup
+from hhhlab.errors import DataError
+
+PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.jsonl.bz2", "*.json", "*.json.gz")
+ASSISTANT = "\n\nAssistant:"
+
+
+def split_dialogue(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """``(context, chosen_reply, rejected_reply)``; DataError if they do not share a context."""
+    if not isinstance(chosen, str) or not isinstance(rejected, str):
+        raise DataError("'chosen' and 'rejected' must be strings")
+    common = os.path.commonprefix([chosen, rejected])
+    i = common.rfind(ASSISTANT)
+    if i < 0:
+        raise DataError("chosen and rejected share no dialogue up to an '\\n\\nAssistant:' turn")
+    cut = i + len(ASSISTANT)
+    return chosen[:cut], chosen[cut:], rejected[cut:]
+
+
+def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
+    stem = path.name.split(".")[0]
+    folder = path.parent.name
+    for entry in iter_jsonl_objects(path):
+        if isinstance(entry, Reject):
+            yield entry
+            continue
+        where, obj = entry
+        lineno = where.rsplit(":", 1)[1]
+
+        def convert(obj=obj, lineno=lineno):
+            context, good, bad = split_dialogue(obj["chosen"], obj["rejected"])
+            if good.strip() == bad.strip():
+                return Skip("identical responses")
+            return PreferenceGroup(id=f"hh-rlhf:{folder}/{stem}:{lineno}", context=context,
+                                   responses=[good, bad], scores=[1, 0], kind="ranked", source="hh-rlhf",
+                                   metadata={"subset": folder, "file": path.name})
+
+        yield from guard(where, obj, convert)

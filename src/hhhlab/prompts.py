@@ -31,6 +31,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -197,6 +198,7 @@ class FormatVariant:
     render: Callable[[Prompt | None, str, str], str]  # (prompt, human_text, assistant_prefix)
 
 
+@lru_cache(maxsize=32)  # variants re-render the same prompt for every item: parse it once
 def restyle(prompt: Prompt, space: str = " ", turn_gap: str = "\n\n", separator: str = DEFAULT_SEPARATOR) -> Prompt:
     """The same dialogues re-rendered with other whitespace (text and version change)."""
     text = _render(prompt.preamble, prompt.dialogues(), space, turn_gap, separator)
@@ -243,6 +245,9 @@ def format_variants(tokenizer: Any = None) -> list[FormatVariant]:
     - ``compact``: single newlines between turns and around ``-----``, as BIG-bench's
       hhh_alignment task formats its inputs (``"\\nHuman: "``, ``"\\nAssistant:"``, ``"\\n-----\\n"``).
     - ``chat-template``: only when ``tokenizer`` has a chat template (see its description).
+
+    A non-empty ``assistant_prefix`` gets the variant's spacing after ``Assistant:``; what follows
+    an empty prefix (a scored continuation, a sample) is the eval's and is not changed.
     """
     variants = [
         _plain_variant("one-space", "one space after 'Human:'/'Assistant:', blank lines between turns",

@@ -104,8 +104,12 @@ class PreferenceGroup(BaseModel):
         return str(key) if key is not None else normalize_text(self.context)
 
     def fingerprint(self) -> str:
-        """Content hash for de-duplication: same context and same scored responses, any order."""
-        body = json.dumps([normalize_text(self.context),
+        """Content hash for de-duplication: same context and same scored responses, any order.
+
+        ``metadata['group_id']`` and ``metadata['split']`` (a released split) are part of it:
+        two equal items in different ETHICS groups are both needed for group accuracy, and an
+        item in both a released test and test_hard set belongs to both evaluations."""
+        body = json.dumps([self.metadata.get("group_id"), self.metadata.get("split"), normalize_text(self.context),
                            sorted([normalize_text(r), s] for r, s in zip(self.responses, self.scores))],
                           ensure_ascii=False)
         return hashlib.sha1(body.encode()).hexdigest()

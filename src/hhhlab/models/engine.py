@@ -1,16 +1,30 @@
 """The scoring and generation engine every eval and experiment runs on.
 
-Evals build requests (context, continuation) and hand them to one engine, which batches them
-(dynamic padding, longest first so an out-of-memory error comes in the first batch), and
-returns per-request log-probs. Tokenisation follows lm-evaluation-harness: trailing spaces of the
-context move to the continuation, the pair is encoded whole, and the continuation's tokens are
-those past the context's encoding; an empty context is replaced by the BOS/EOS token.
+Evals build requests (context, continuation) and hand them to one engine. Tokenisation follows
+lm-evaluation-harness: trailing spaces of the context move to the continuation, the pair is
+encoded whole, and the continuation's tokens are those past the context's encoding; an empty
+context is replaced by the BOS/EOS token.
 
-NOTE: this first version scores each request in full; shared-prefix reuse lands next.
+How it is fast (see ``prefix.py``, ``runner.py``, ``attention.py``):
+- Requests sharing a long token prefix (a 4,000-token HHH prompt before every question) are
+  grouped; the prefix is encoded once, and only the suffixes run, attending to the one prefix
+  K/V through shared-prefix attention (Hydragen) merged exactly with their own causal attention.
+- Suffixes are batched longest first with right padding (dynamic: each batch is as wide as its
+  longest member), and only the continuation positions go through the LM head.
+- Generation encodes the shared prefix once, runs each prompt's remaining tokens once, then
+  decodes all samples of a prompt together against that one cache, dropping samples as they
+  hit a stop sequence.
+
+Architectures without a block runner (anything not Llama-family or GPT-2) use a generic path:
+a plain transformers forward per batch (no prefix reuse) and transformers' KV cache for sampling.
+
+All requests are validated before any compute, so a bad item costs nothing already computed;
+the error names every bad item (up to five) by index.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +33,11 @@ import torch.nn.functional as F
 
 from hhhlab.errors import RequestError
 from hhhlab.models.load import LoadedModel
+from hhhlab.models.prefix import PrefixGroup, plan_prefix_groups
+from hhhlab.models.runner import BlockRunner, PrefixKV, runner_for
+from hhhlab.models.sampling import cut_at_stop, hits_stop, make_generators, next_tokens
+
+__all__ = ["Engine", "GenerationConfig", "ScoreRequest", "ScoreResult", "cut_at_stop"]
 
 
 @dataclass(frozen=True)
@@ -46,11 +65,31 @@ class GenerationConfig:
     seed: int = 0
 
 
-def _as_request(r: ScoreRequest | tuple[str, str]) -> ScoreRequest:
-    return r if isinstance(r, ScoreRequest) else ScoreRequest(*r)
+def _as_request(r: object, index: int) -> ScoreRequest:
+    if isinstance(r, ScoreRequest):
+        return r
+    if isinstance(r, (tuple, list)) and len(r) == 2 and all(isinstance(x, str) for x in r):
+        return ScoreRequest(*r)
+    raise RequestError(f"request {index}: expected a ScoreRequest or a (context, continuation) pair of "
+                       f"strings, got {type(r).__name__} {str(r)[:80]!r}")
+
+
+def _raise_collected(errors: list[str], total: int, what: str) -> None:
+    if errors:
+        shown = "; ".join(errors[:5]) + (f"; ... and {len(errors) - 5} more" if len(errors) > 5 else "")
+        raise RequestError(f"{len(errors)} of {total} {what} invalid, nothing was run: {shown}")
 
 
 class Engine:
+    """Batched log-likelihood scoring and sampling for one loaded model.
+
+    ``prefix_reuse``: share long common prefixes (needs a block runner, see ``runner.py``).
+    ``fast_path``: use the block runner where the architecture has one; False forces the generic
+    transformers path (for comparison and tests). ``min_prefix`` / ``prefix_overhead``: a prefix
+    is reused only if at least ``min_prefix`` tokens long and saving more than
+    ``prefix_overhead`` tokens of compute overall (see ``prefix.py``).
+    """
+
     def __init__(
         self,
         lm: LoadedModel,
@@ -59,9 +98,15 @@ class Engine:
         max_length: int | None = None,
         truncation: str = "error",
         progress: bool = False,
+        prefix_reuse: bool = True,
+        fast_path: bool = True,
+        min_prefix: int = 16,
+        prefix_overhead: int = 256,
     ):
         if truncation not in ("error", "left"):
             raise ValueError("truncation must be 'error' or 'left'")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
         self.lm = lm
         self.model = lm.model
         self.tokenizer = lm.tokenizer
@@ -69,6 +114,14 @@ class Engine:
         self.max_length = max_length or lm.max_length
         self.truncation = truncation
         self.progress = progress
+        self.prefix_reuse = prefix_reuse
+        self.min_prefix = min_prefix
+        self.prefix_overhead = prefix_overhead
+        self.runner: BlockRunner | None = runner_for(self.model) if fast_path else None
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm.device
 
     # -- tokenisation ------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -113,12 +166,19 @@ class Engine:
     # -- scoring -------------------------------------------------------------------------------
     @torch.inference_mode()
     def score(self, requests: Sequence[ScoreRequest | tuple[str, str]], desc: str = "scoring") -> list[ScoreResult]:
-        reqs = [_as_request(r) for r in requests]
-        encoded = []
-        for i, r in enumerate(reqs):
-            ctx, cont = self.encode_pair(r.context, r.continuation, i)
-            ctx, dropped = self._fit(ctx, cont, i)
-            encoded.append((ctx, cont, dropped))
+        """Score every request; all are tokenised and checked first, so one bad request raises a
+        RequestError naming it before any compute is spent."""
+        encoded: list[tuple[list[int], list[int], int]] = []
+        errors: list[str] = []
+        for i, raw in enumerate(requests):
+            try:
+                r = _as_request(raw, i)
+                ctx, cont = self.encode_pair(r.context, r.continuation, i)
+                ctx, dropped = self._fit(ctx, cont, i)
+                encoded.append((ctx, cont, dropped))
+            except RequestError as exc:
+                errors.append(str(exc))
+        _raise_collected(errors, len(requests), "requests are")
         return self.score_tokens([(c, k) for c, k, _ in encoded], truncated=[d for *_, d in encoded], desc=desc)
 
     @torch.inference_mode()
@@ -126,66 +186,231 @@ class Engine:
         self, pairs: Sequence[tuple[list[int], list[int]]], *, truncated: Sequence[int] | None = None,
         desc: str = "scoring",
     ) -> list[ScoreResult]:
+        """Score (context ids, continuation ids) pairs; results come back in input order."""
+        errors = []
+        for i, (ctx, cont) in enumerate(pairs):
+            if not ctx:
+                errors.append(f"request {i}: the context has no tokens (use the BOS token)")
+            elif not cont:
+                errors.append(f"request {i}: the continuation has no tokens")
+            elif len(ctx) + len(cont) > self.max_length:
+                errors.append(f"request {i}: {len(ctx) + len(cont)} tokens exceed the window of {self.max_length}")
+        _raise_collected(errors, len(pairs), "requests are")
+        truncated = list(truncated) if truncated is not None else [0] * len(pairs)
+        results: list[ScoreResult | None] = [None] * len(pairs)
         from tqdm.auto import tqdm
 
-        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
-        results: list[ScoreResult | None] = [None] * len(pairs)
-        bar = tqdm(total=len(pairs), desc=desc, disable=not self.progress, leave=False)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            seqs = [pairs[i][0] + pairs[i][1] for i in idx]
-            width = max(len(s) for s in seqs)
-            pad = self.tokenizer.pad_token_id
-            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for row, s in enumerate(seqs):
-                ids[row, : len(s)] = torch.tensor(s)
-                mask[row, : len(s)] = 1
-            logits = self.model(input_ids=ids.to(self.lm.device), attention_mask=mask.to(self.lm.device)).logits
-            logp = F.log_softmax(logits.float(), dim=-1)
-            for row, i in enumerate(idx):
-                ctx, cont = pairs[i]
-                positions = torch.arange(len(ctx) - 1, len(ctx) + len(cont) - 1, device=logp.device)
-                target = torch.tensor(cont, device=logp.device)
-                lp = logp[row, positions]
-                token_lp = lp.gather(-1, target[:, None])[:, 0]
-                greedy = bool((lp.argmax(-1) == target).all())
-                results[i] = ScoreResult(
-                    logprob=float(token_lp.sum()), token_logprobs=token_lp.tolist(), n_tokens=len(cont),
-                    is_greedy=greedy, truncated=truncated[i] if truncated else 0,
-                )
-            bar.update(len(idx))
-        bar.close()
+        with tqdm(total=len(pairs), desc=desc, disable=not self.progress, leave=False) as bar:
+            for group, batch in self._score_batches(pairs):
+                logits, targets = self._continuation_logits(pairs, group, batch)
+                self._collect(pairs, batch, logits, targets, truncated, results)
+                bar.update(len(batch))
         return results  # type: ignore[return-value]
+
+    def plan(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[PrefixGroup]:
+        """Which requests share which prefix (exposed for benchmarks and tests)."""
+        if self.runner is None or not self.prefix_reuse:
+            return [PrefixGroup(0, list(range(len(pairs))))] if pairs else []
+        shareable = [(ctx + cont)[: len(ctx) - 1] for ctx, cont in pairs]
+        lengths = [len(ctx) + len(cont) for ctx, cont in pairs]
+        return plan_prefix_groups(shareable, lengths, min_prefix=self.min_prefix,
+                                  group_overhead=self.prefix_overhead)
+
+    def _score_batches(self, pairs):
+        """(group, PrefixKV or None, batch indices), longest suffixes first within each group."""
+        for group in self.plan(pairs):
+            p = group.prefix_len
+            prefix = None
+            if p:
+                ctx, cont = pairs[group.members[0]]
+                prefix = self.runner.encode_prefix((ctx + cont)[:p], self.device)
+            members = sorted(group.members, key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+            for start in range(0, len(members), self.batch_size):
+                yield (p, prefix), members[start : start + self.batch_size]
+
+    def _continuation_logits(self, pairs, group: tuple[int, PrefixKV | None], batch: list[int]):
+        """Float32 logits at every continuation position of the batch, flattened, and targets."""
+        p, prefix = group
+        seqs = [(pairs[i][0] + pairs[i][1])[p:] for i in batch]
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        for row, s in enumerate(seqs):
+            ids[row, : len(s)] = torch.tensor(s)
+        rows, cols, targets = [], [], []
+        for row, i in enumerate(batch):
+            ctx, cont = pairs[i]
+            start = len(ctx) - 1 - p  # the position whose output predicts the first continuation token
+            rows += [row] * len(cont)
+            cols += range(start, start + len(cont))
+            targets += cont
+        dev = self.device
+        rows_t, cols_t = torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)
+        ids = ids.to(dev)
+        if self.runner is not None:
+            positions = (p + torch.arange(width, device=dev))[None].expand(len(seqs), width)
+            hidden, _ = self.runner.forward(ids, positions, prefix=prefix)
+            logits = self.runner.lm_head(hidden[rows_t, cols_t]).float()
+        else:
+            mask = torch.zeros_like(ids)
+            for row, s in enumerate(seqs):
+                mask[row, : len(s)] = 1
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[rows_t, cols_t].float()
+        return logits, torch.tensor(targets, device=dev)
+
+    @staticmethod
+    def _collect(pairs, batch, logits, targets, truncated, results) -> None:
+        token_lp = F.log_softmax(logits, dim=-1).gather(-1, targets[:, None])[:, 0].cpu()
+        greedy = (logits.argmax(-1) == targets).cpu()
+        start = 0
+        for i in batch:
+            n = len(pairs[i][1])
+            lp = token_lp[start : start + n]
+            results[i] = ScoreResult(
+                logprob=float(lp.double().sum()), token_logprobs=lp.tolist(), n_tokens=n,
+                is_greedy=bool(greedy[start : start + n].all()), truncated=truncated[i],
+            )
+            start += n
 
     # -- generation ----------------------------------------------------------------------------
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], config: GenerationConfig | None = None) -> list[list[str]]:
-        """Sample ``num_samples`` completions per prompt, cut at the first stop sequence."""
+        """Sample ``num_samples`` completions per prompt, each cut before its first stop sequence.
+
+        A sample stops at the end-of-text token, once its text contains a stop sequence, or after
+        ``max_new_tokens``. Sample j of a prompt depends only on (seed, prompt, j): the same
+        whatever the batch size or the other prompts in the call.
+        """
         cfg = config or GenerationConfig()
-        out: list[list[str]] = []
-        gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-        for p_i, prompt in enumerate(prompts):
+        if cfg.num_samples < 1 or cfg.max_new_tokens < 0:
+            raise RequestError(f"generation needs num_samples >= 1 and max_new_tokens >= 0, got {cfg}")
+        encoded, errors = [], []
+        for i, prompt in enumerate(prompts):
+            if not isinstance(prompt, str):
+                errors.append(f"prompt {i}: expected a string, got {type(prompt).__name__}")
+                continue
             ids = self.encode(prompt) or [self.prefix_token_id]
             if len(ids) + cfg.max_new_tokens > self.max_length:
-                raise RequestError(f"prompt {p_i}: {len(ids)} tokens + {cfg.max_new_tokens} new exceed the window")
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-            x = torch.tensor([ids] * cfg.num_samples, device=self.lm.device)
-            do_sample = cfg.temperature > 0
-            seqs = self.model.generate(
-                input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=cfg.max_new_tokens,
-                do_sample=do_sample, temperature=cfg.temperature if do_sample else None,
-                top_p=cfg.top_p if do_sample else None, pad_token_id=self.tokenizer.pad_token_id,
-            )
-            texts = self.tokenizer.batch_decode(seqs[:, len(ids):], skip_special_tokens=True)
-            out.append([cut_at_stop(t, cfg.stop) for t in texts])
+                errors.append(f"prompt {i}: {len(ids)} tokens + {cfg.max_new_tokens} new exceed the "
+                              f"window of {self.max_length}")
+            encoded.append(ids)
+        _raise_collected(errors, len(prompts), "prompts are")
+        out: list[list[str]] = [[] for _ in prompts]
+        if cfg.max_new_tokens == 0:
+            return [[""] * cfg.num_samples for _ in prompts]
+        if self.runner is None:
+            for i, ids in enumerate(encoded):
+                out[i] = self._generate_generic(prompts[i], ids, cfg)
+            return out
+        per_chunk = max(1, max(self.batch_size, cfg.num_samples) // cfg.num_samples)
+        groups = [PrefixGroup(0, list(range(len(prompts))))]
+        if self.prefix_reuse:
+            groups = plan_prefix_groups([ids[:-1] for ids in encoded], [len(ids) for ids in encoded],
+                                        min_prefix=self.min_prefix, group_overhead=self.prefix_overhead)
+        for group in groups:
+            p = group.prefix_len
+            prefix = self.runner.encode_prefix(encoded[group.members[0]][:p], self.device) if p else None
+            members = sorted(group.members, key=lambda i: -len(encoded[i]))
+            for start in range(0, len(members), per_chunk):
+                chunk = members[start : start + per_chunk]
+                texts = self._generate_blocks([prompts[i] for i in chunk], [encoded[i] for i in chunk], p, prefix, cfg)
+                for i, t in zip(chunk, texts):
+                    out[i] = t
         return out
 
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        cfg_eos = getattr(self.model.config, "eos_token_id", None)
+        ids |= set(cfg_eos) if isinstance(cfg_eos, (list, tuple)) else {cfg_eos}
+        return {i for i in ids if i is not None}
 
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    cut = len(text)
-    for s in stop:
-        pos = text.find(s)
-        if pos != -1:
-            cut = min(cut, pos)
-    return text[:cut]
+    def _generate_blocks(self, prompts: list[str], encoded: list[list[int]], p: int,
+                         prefix: PrefixKV | None, cfg: GenerationConfig) -> list[list[str]]:
+        """Decode ``num_samples`` samples of each prompt against one prefix and one prompt cache."""
+        runner, dev, n = self.runner, self.device, cfg.num_samples
+        rests = [ids[p:] for ids in encoded]
+        k, width = len(rests), max(len(r) for r in rests)
+        lens = torch.tensor([len(r) for r in rests], device=dev)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((k, width), pad, dtype=torch.long)
+        for row, r in enumerate(rests):
+            ids[row, : len(r)] = torch.tensor(r)
+        cache = runner.new_cache(k, width + cfg.max_new_tokens, dev, self.lm.dtype)
+        cache.valid[:, :width] = torch.arange(width, device=dev)[None] < lens[:, None]
+        causal = torch.ones(width, width, dtype=torch.bool, device=dev).tril()[None, None]
+        positions = (p + torch.arange(width, device=dev))[None].expand(k, width)
+        hidden, _ = runner.forward(ids.to(dev), positions, prefix=prefix, cache=cache, mask=causal)
+        logits = runner.lm_head(hidden[torch.arange(k, device=dev), lens - 1]).float()
+        # Every sample of a prompt starts from the same prompt cache: repeat rows, not compute.
+        rows = torch.arange(k, device=dev).repeat_interleave(n)
+        cache, logits, lens = cache.select(rows), logits[rows], lens[rows]
+        gens = [g for prompt in prompts for g in make_generators(cfg.seed, prompt, n, dev)]
+        tracker = _Samples(self.tokenizer, k * n, cfg.stop, self._eos_ids())
+        active = list(range(k * n))
+        for step in range(cfg.max_new_tokens):
+            tok = next_tokens(logits, temperature=cfg.temperature, top_p=cfg.top_p, generators=gens)
+            keep = tracker.add(active, tok.tolist())
+            if step == cfg.max_new_tokens - 1 or not keep:
+                break
+            if len(keep) < len(active):
+                sel = torch.tensor(keep, device=dev)
+                cache, tok, lens = cache.select(sel), tok[sel], lens[sel]
+                gens = [gens[j] for j in keep]
+                active = [active[j] for j in keep]
+            slot = cache.length
+            cache.valid[:, slot] = True
+            positions = (p + lens + step)[:, None]
+            hidden, _ = runner.forward(tok[:, None], positions, prefix=prefix, cache=cache,
+                                       mask=cache.valid[:, None, None, : slot + 1])
+            logits = runner.lm_head(hidden[:, -1]).float()
+        texts = tracker.texts()
+        return [texts[i * n : (i + 1) * n] for i in range(k)]
+
+    def _generate_generic(self, prompt: str, ids: list[int], cfg: GenerationConfig) -> list[str]:
+        """Fallback for architectures without a block runner: transformers' own KV cache."""
+        n = cfg.num_samples
+        x = torch.tensor([ids] * n, device=self.device)
+        # transformers >= 5.2x renamed past_key_values to cache; accept either.
+        cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        out = self.model(input_ids=x, use_cache=True)
+        past, logits = out.get(cache_kw), out.logits[:, -1].float()
+        gens = make_generators(cfg.seed, prompt, n, self.device)
+        tracker = _Samples(self.tokenizer, n, cfg.stop, self._eos_ids())
+        for step in range(cfg.max_new_tokens):
+            tok = next_tokens(logits, temperature=cfg.temperature, top_p=cfg.top_p, generators=gens)
+            if not tracker.add(list(range(n)), tok.tolist()) or step == cfg.max_new_tokens - 1:
+                break
+            out = self.model(input_ids=tok[:, None], use_cache=True, **{cache_kw: past})
+            past, logits = out.get(cache_kw), out.logits[:, -1].float()
+        return tracker.texts()
+
+
+class _Samples:
+    """Per-sample generated tokens and stop state."""
+
+    def __init__(self, tokenizer, n: int, stop: Sequence[str], eos: set[int]):
+        self.tokenizer, self.stop, self.eos = tokenizer, tuple(stop), eos
+        self.tokens: list[list[int]] = [[] for _ in range(n)]
+        self.done = [False] * n
+
+    def add(self, rows: list[int], toks: list[int]) -> list[int]:
+        """Record one token for each of ``rows``; return the positions (in ``rows``) still going."""
+        keep = []
+        for j, (r, t) in enumerate(zip(rows, toks)):
+            if self.done[r]:
+                continue
+            if t in self.eos:
+                self.done[r] = True
+                continue
+            self.tokens[r].append(t)
+            if self.stop and hits_stop(self._text(r), self.stop):
+                self.done[r] = True
+                continue
+            keep.append(j)
+        return keep
+
+    def _text(self, r: int) -> str:
+        return self.tokenizer.decode(self.tokens[r], skip_special_tokens=True)
+
+    def texts(self) -> list[str]:
+        return [cut_at_stop(self._text(r), self.stop) for r in range(len(self.tokens))]

@@ -1,0 +1,98 @@
+"""Find requests that share a long token prefix, and decide which prefixes are worth reusing.
+
+Sorting token sequences lexicographically puts sequences with long common prefixes next to each
+other, and the common prefix of any run of sorted sequences is the minimum of the adjacent
+common-prefix lengths (LCPs) in that run. That gives a tree (split a run where the LCP is
+smallest) over which a small dynamic programme picks, per run, the cheaper of: one group that
+encodes the run's common prefix once and runs every member's remaining tokens, or the best
+split into sub-runs with longer prefixes of their own. Cost is counted in tokens pushed through
+the model plus a fixed overhead per group (an extra forward call and a smaller batch), so a
+4,000-token HHH prompt shared by 400 requests becomes one group, and two answers sharing a short
+question stay in the ordinary batched path.
+
+Only one level is reused per request (HHH prompt + question + answer: the HHH prompt is shared
+across all; the question is re-run with each of its answers, as it is short).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class PrefixGroup:
+    prefix_len: int  # 0: no shared prefix, members are scored whole
+    members: list[int]  # indices into the planned sequences
+
+
+def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(differ[0]) if differ.size else n
+
+
+def plan_prefix_groups(
+    shareable: Sequence[Sequence[int]],
+    lengths: Sequence[int],
+    *,
+    min_prefix: int = 16,
+    group_overhead: int = 256,
+) -> list[PrefixGroup]:
+    """Group sequences by a shared prefix to encode once.
+
+    ``shareable[i]``: the tokens of sequence i that may lie in a shared prefix (for scoring, all
+    tokens before the last context token, since the model must still run that token to predict
+    the continuation). ``lengths[i]``: the sequence's full token count. Every index appears in
+    exactly one group; groups without a worthwhile prefix are merged into one group with
+    ``prefix_len == 0``.
+    """
+    n = len(shareable)
+    if n == 0:
+        return []
+    order = sorted(range(n), key=lambda i: tuple(shareable[i]))
+    lcp = [_lcp(shareable[order[j]], shareable[order[j + 1]]) for j in range(n - 1)]
+    total = [0] * (n + 1)
+    for j, i in enumerate(order):
+        total[j + 1] = total[j] + lengths[i]
+
+    # Runs [l, r] of the sorted order, children before parents (reverse of discovery order).
+    runs: list[tuple[int, int]] = []
+    children: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    stack = [(0, n - 1)]
+    while stack:
+        l, r = stack.pop()
+        runs.append((l, r))
+        if l == r:
+            continue
+        m = min(lcp[l:r])
+        kids, start = [], l
+        for j in range(l, r):
+            if lcp[j] == m:
+                kids.append((start, j))
+                start = j + 1
+        kids.append((start, r))
+        children[(l, r)] = kids
+        stack.extend(kids)
+
+    best: dict[tuple[int, int], tuple[int, list[PrefixGroup]]] = {}
+    for l, r in reversed(runs):
+        members = [order[j] for j in range(l, r + 1)]
+        whole = total[r + 1] - total[l]
+        if l == r:
+            best[(l, r)] = (whole, [PrefixGroup(0, members)])
+            continue
+        m = min(lcp[l:r])
+        split_cost = sum(best[c][0] for c in children[(l, r)])
+        one_cost = m + (whole - m * len(members)) + group_overhead if m >= min_prefix else whole
+        if one_cost < split_cost:
+            best[(l, r)] = (one_cost, [PrefixGroup(m if m >= min_prefix else 0, members)])
+        else:
+            best[(l, r)] = (split_cost, [g for c in children[(l, r)] for g in best[c][1]])
+
+    groups = best[(0, n - 1)][1]
+    plain = sorted(i for g in groups if g.prefix_len == 0 for i in g.members)
+    shared = [g for g in groups if g.prefix_len > 0]
+    return shared + ([PrefixGroup(0, plain)] if plain else [])

@@ -1,0 +1,180 @@
+"""The engine equals naive one-request-at-a-time scoring, whatever the batching or prefix sharing.
+
+The reference here is written independently of the engine: one request per forward pass of the
+plain transformers model, log-softmax over the whole vocabulary, read at the continuation.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hhhlab.errors import RequestError
+from hhhlab.models.engine import Engine, GenerationConfig, ScoreRequest
+from hhhlab.models.load import load_model
+
+WORDS = ("the cat sat on a mat Human Assistant Paris capital France blue sky why is it that "
+         "function return def add numbers quick brown fox lazy dog scattering").split()
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+FP32_TOL = 1e-4
+BF16_TOL = 0.05  # per request summed log-prob, tiny models: bf16 engine vs bf16 naive forward
+
+
+def _text(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+@pytest.fixture(scope="module", params=DEVICES)
+def device(request):
+    return request.param
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def lm(request, device):
+    spec = {"llama": "tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2",
+            "gpt2": "tiny:gpt2,layers=2,hidden=64,heads=4"}[request.param]
+    return load_model(spec, device=device, dtype="float32")
+
+
+@torch.no_grad()
+def naive(lm, ctx: list[int], cont: list[int]) -> tuple[float, list[float], bool]:
+    ids = torch.tensor([ctx + cont], device=lm.device)
+    logits = lm.model(input_ids=ids).logits[0].float()
+    pos = torch.arange(len(ctx) - 1, len(ctx) + len(cont) - 1, device=lm.device)
+    target = torch.tensor(cont, device=lm.device)
+    lp = F.log_softmax(logits[pos], -1).gather(-1, target[:, None])[:, 0]
+    return float(lp.sum()), lp.tolist(), bool((logits[pos].argmax(-1) == target).all())
+
+
+def workload(seed: int = 0) -> list[tuple[str, str]]:
+    """Shared long prefix, nested prefixes (one question, several answers), and loners."""
+    rng = random.Random(seed)
+    hhh = "Human: " + _text(rng, 120) + "\n\nAssistant: " + _text(rng, 60) + "\n\n"
+    reqs = []
+    for _ in range(6):
+        question = hhh + "Human: " + _text(rng, rng.randint(1, 25)) + "\n\nAssistant:"
+        for _ in range(rng.randint(1, 3)):
+            reqs.append((question, " " + _text(rng, rng.randint(1, 12))))
+    other = _text(rng, 150)
+    reqs += [(other + " " + _text(rng, rng.randint(0, 5)), " " + _text(rng, rng.randint(1, 4))) for _ in range(5)]
+    reqs += [(_text(rng, rng.randint(1, 40)), " " + _text(rng, rng.randint(1, 8))) for _ in range(6)]
+    reqs.append(("", "the cat"))  # empty context: scored after the BOS token
+    rng.shuffle(reqs)
+    return reqs
+
+
+def check_against_naive(lm, engine: Engine, reqs, tol: float) -> float:
+    results = engine.score(reqs)
+    worst = 0.0
+    for i, (r, res) in enumerate(zip(reqs, results)):
+        ctx, cont = engine.encode_pair(*r, i)
+        ref_lp, ref_tokens, ref_greedy = naive(lm, ctx, cont)
+        assert res.n_tokens == len(cont) == len(res.token_logprobs)
+        worst = max(worst, abs(res.logprob - ref_lp), *(abs(a - b) for a, b in zip(res.token_logprobs, ref_tokens)))
+        assert abs(res.logprob - ref_lp) < tol, (i, res.logprob, ref_lp)
+        if abs(res.logprob - ref_lp) < 1e-5:
+            assert res.is_greedy == ref_greedy
+    return worst
+
+
+def test_matches_naive_with_shared_and_nested_prefixes(lm):
+    engine = Engine(lm, batch_size=4, prefix_overhead=32)
+    reqs = workload()
+    plan = engine.plan([engine.encode_pair(*r, i) for i, r in enumerate(reqs)])
+    # The test must exercise reuse: the HHH prompt and the other shared context are groups.
+    shared = [g for g in plan if g.prefix_len > 0]
+    assert len(shared) >= 2 and max(g.prefix_len for g in shared) > 100
+    assert sorted(i for g in plan for i in g.members) == list(range(len(reqs)))
+    check_against_naive(lm, engine, reqs, FP32_TOL)
+
+
+def test_matches_naive_without_prefix_reuse_and_generic_path(lm):
+    reqs = workload(1)
+    check_against_naive(lm, Engine(lm, batch_size=5, prefix_reuse=False), reqs, FP32_TOL)
+    check_against_naive(lm, Engine(lm, batch_size=5, fast_path=False), reqs, FP32_TOL)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 32])
+def test_batch_size_invariance(lm, batch_size):
+    reqs = workload(2)
+    ref = [r.logprob for r in Engine(lm, batch_size=3).score(reqs)]
+    got = Engine(lm, batch_size=batch_size).score(reqs)
+    assert max(abs(a - b.logprob) for a, b in zip(ref, got)) < FP32_TOL
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_token_requests_match_naive(tiny_llama, data):
+    vocab = tiny_llama.model.config.vocab_size
+    tokens = st.integers(0, vocab - 1)
+    prefix = data.draw(st.lists(tokens, min_size=0, max_size=80), label="prefix")
+    pairs = data.draw(st.lists(st.tuples(st.lists(tokens, min_size=1, max_size=20),
+                                         st.lists(tokens, min_size=1, max_size=10)), min_size=1, max_size=9))
+    pairs = [(prefix + c, k) for c, k in pairs]
+    bs = data.draw(st.sampled_from([1, 2, 7, 32]), label="batch_size")
+    engine = Engine(tiny_llama, batch_size=bs, min_prefix=1, prefix_overhead=0)
+    for (ctx, cont), res in zip(pairs, engine.score_tokens(pairs)):
+        assert abs(res.logprob - naive(tiny_llama, ctx, cont)[0]) < FP32_TOL
+
+
+def test_bf16_within_stated_bound():
+    lm32 = load_model("tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2", dtype="float32")
+    lm16 = load_model("tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2", dtype="bfloat16")
+    reqs = workload(3)[:12]
+    engine = Engine(lm16, batch_size=4, prefix_overhead=32)
+    worst = check_against_naive(lm16, engine, reqs, BF16_TOL)
+    assert worst > 0  # a bf16 run that matches exactly would mean fp32 ran
+    fp32 = Engine(lm32).score(reqs)
+    for a, b in zip(fp32, engine.score(reqs)):
+        assert abs(a.logprob - b.logprob) < BF16_TOL * max(1, a.n_tokens)
+
+
+def test_is_greedy(tiny_llama):
+    engine = Engine(tiny_llama)
+    ctx = "Human: What is the capital of France?\n\nAssistant:"
+    greedy = engine.generate([ctx], GenerationConfig(max_new_tokens=6, temperature=0))[0][0]
+    if greedy.startswith(" "):  # the lm-eval boundary moves a context's trailing space anyway
+        ctx, greedy = ctx + " ", greedy[1:]
+    res = engine.score([(ctx, greedy)])[0]
+    assert res.is_greedy
+    c_ids, k_ids = engine.encode_pair(ctx, greedy)
+    other = (k_ids[0] + 1) % len(tiny_llama.tokenizer)
+    alt = engine.score_tokens([(c_ids, [other] + k_ids[1:])])[0]
+    assert not alt.is_greedy
+
+
+def test_left_truncation_counts_dropped_tokens(tiny_llama):
+    engine = Engine(tiny_llama, max_length=64, truncation="left")
+    ctx = _text(random.Random(4), 80)
+    c_ids, k_ids = engine.encode_pair(ctx, " the cat")
+    res = engine.score([(ctx, " the cat")])[0]
+    assert res.truncated == len(c_ids) + len(k_ids) - 64 > 0
+    kept = c_ids[res.truncated :]
+    assert abs(res.logprob - naive(tiny_llama, kept, k_ids)[0]) < FP32_TOL
+
+
+def test_errors_name_the_item_and_run_nothing(tiny_llama, monkeypatch):
+    engine = Engine(tiny_llama, max_length=64)
+    calls = []
+    monkeypatch.setattr(engine.runner, "forward", lambda *a, **k: calls.append(1))
+    with pytest.raises(RequestError, match="request 1: the continuation is empty"):
+        engine.score([("a", " b"), ("a", ""), ("c", " d")])
+    with pytest.raises(RequestError, match=r"request 2: \d+ tokens exceed the model's window of 64"):
+        engine.score([("a", " b"), ("a", " c"), (_text(random.Random(5), 80), " d")])
+    with pytest.raises(RequestError, match="request 0: expected a ScoreRequest"):
+        engine.score([("only one",)])
+    with pytest.raises(RequestError, match="2 of 3 requests"):
+        engine.score([ScoreRequest("a", ""), ("ok", " fine"), ("b", "")])
+    with pytest.raises(RequestError, match="prompt 0"):
+        engine.generate([_text(random.Random(6), 80)], GenerationConfig(max_new_tokens=4))
+    assert calls == []
+
+
+def test_empty_request_list(tiny_llama):
+    assert Engine(tiny_llama).score([]) == []
+    assert Engine(tiny_llama).generate([]) == []

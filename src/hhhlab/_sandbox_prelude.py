@@ -57,23 +57,65 @@ def _install_audit_hook(workdir, read_roots):
         return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
     def deny(event, args):
-        msg = "hhhlab-sandbox: blocked %s %r\n" % (event, args[:2] if args else ())
+        msg = f"hhhlab-sandbox: blocked {event} {args[:2] if args else ()!r}\n"
         try:
             os.write(2, msg.encode("utf-8", "replace"))
         finally:
             os._exit(EXIT_BLOCKED)
 
-    forbidden_prefixes = ("socket.", "ctypes.", "subprocess.", "os.exec", "os.spawn",
-                          "os.posix_spawn", "pty.", "winreg.", "_winapi.")
-    forbidden = {"os.fork", "os.forkpty", "os.system", "os.kill", "os.killpg", "os.setuid",
-                 "os.chroot", "signal.pthread_kill", "os.symlink", "os.link", "webbrowser.open",
-                 "urllib.Request", "http.client.connect", "ftplib.connect", "smtplib.connect",
-                 "imaplib.open", "poplib.connect", "nntplib.connect", "telnetlib.Telnet.open"}
-    path_write_events = {"os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown",
-                         "os.truncate", "os.utime", "os.chflags", "os.lchflags", "os.setxattr",
-                         "os.removexattr", "shutil.rmtree", "shutil.copyfile", "shutil.copymode",
-                         "shutil.copystat", "shutil.move", "shutil.chown", "os.mkfifo",
-                         "os.mknod"}
+    forbidden_prefixes = (
+        "socket.",
+        "ctypes.",
+        "subprocess.",
+        "os.exec",
+        "os.spawn",
+        "os.posix_spawn",
+        "pty.",
+        "winreg.",
+        "_winapi.",
+    )
+    forbidden = {
+        "os.fork",
+        "os.forkpty",
+        "os.system",
+        "os.kill",
+        "os.killpg",
+        "os.setuid",
+        "os.chroot",
+        "signal.pthread_kill",
+        "os.symlink",
+        "os.link",
+        "webbrowser.open",
+        "urllib.Request",
+        "http.client.connect",
+        "ftplib.connect",
+        "smtplib.connect",
+        "imaplib.open",
+        "poplib.connect",
+        "nntplib.connect",
+        "telnetlib.Telnet.open",
+    }
+    path_write_events = {
+        "os.remove",
+        "os.rmdir",
+        "os.mkdir",
+        "os.chmod",
+        "os.chown",
+        "os.truncate",
+        "os.utime",
+        "os.chflags",
+        "os.lchflags",
+        "os.setxattr",
+        "os.removexattr",
+        "shutil.rmtree",
+        "shutil.copyfile",
+        "shutil.copymode",
+        "shutil.copystat",
+        "shutil.move",
+        "shutil.chown",
+        "os.mkfifo",
+        "os.mknod",
+    }
     list_events = {"os.listdir", "os.scandir", "glob.glob", "os.walk", "os.fwalk"}
 
     def hook(event, args):
@@ -82,19 +124,23 @@ def _install_audit_hook(workdir, read_roots):
         elif event == "open":
             path, mode, flags = (tuple(args) + (None, None, None))[:3]
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-                isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT
-                                                    | os.O_APPEND | os.O_TRUNC))
+                isinstance(flags, int)
+                and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC)
+            )
             if not inside(path, write_ok if writing else read_roots):
                 deny(event, args)
         elif event == "os.rename" or event == "os.replace":
             if not (inside(args[0], write_ok) and inside(args[1], write_ok)):
                 deny(event, args)
-        elif event in path_write_events:
-            if args and not inside(args[0], write_ok):
-                deny(event, args)
-        elif event in list_events:
-            if args and not inside(args[0], read_roots):
-                deny(event, args)
+        elif (
+            event in path_write_events
+            and args
+            and not inside(args[0], write_ok)
+            or event in list_events
+            and args
+            and not inside(args[0], read_roots)
+        ):
+            deny(event, args)
 
     sys.addaudithook(hook)
 
@@ -120,13 +166,18 @@ def _worker(cfg):
         # The interpreter's own files stay readable (imports); everything else on the
         # machine except the work dir and a few harmless system paths is off limits.
         paths = sysconfig.get_paths()
-        roots = list(cfg["read_roots"]) + [cfg["workdir"], sys.prefix, sys.base_prefix,
-                                           sys.exec_prefix, sys.base_exec_prefix]
+        roots = list(cfg["read_roots"]) + [
+            cfg["workdir"],
+            sys.prefix,
+            sys.base_prefix,
+            sys.exec_prefix,
+            sys.base_exec_prefix,
+        ]
         roots += [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths]
         _install_audit_hook(cfg["workdir"], roots)
     namespace = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__}
     try:
-        exec(code, namespace)
+        exec(code, namespace)  # noqa: S102 - running the program is this file's purpose
     except MemoryError:
         import traceback
 
@@ -145,7 +196,7 @@ def _init(cfg):
             _worker(cfg)
         except SystemExit:
             raise
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - report anything the program raised
             # An exception escaping the program: print it like Python would, exit 1.
             import traceback
 

@@ -33,6 +33,7 @@ import json
 import os
 import secrets
 import selectors
+import shlex
 import shutil
 import signal
 import subprocess
@@ -47,14 +48,21 @@ from pathlib import Path
 
 from hhhlab.errors import HHHLabError
 
-__all__ = ["SandboxConfig", "SandboxResult", "SandboxError", "run_python", "run_many", "isolation"]
+__all__ = ["SandboxConfig", "SandboxError", "SandboxResult", "isolation", "run_many", "run_python"]
 
 _PRELUDE = (Path(__file__).with_name("_sandbox_prelude.py")).read_text()
 EXIT_BLOCKED, EXIT_MEMORY, EXIT_SETUP = 97, 98, 99
 STATUSES = ("passed", "failed", "timeout", "memory", "blocked", "error")
 # Paths the program may read besides the work dir and the interpreter's own files.
-_READ_ROOTS = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/proc/self",
-               "/etc/localtime", "/usr/share/zoneinfo")
+_READ_ROOTS = (
+    "/dev/null",
+    "/dev/zero",
+    "/dev/urandom",
+    "/dev/random",
+    "/proc/self",
+    "/etc/localtime",
+    "/usr/share/zoneinfo",
+)
 _UID_RANGE = (1_100_000, 1_900_000)  # far above any real account; one fresh uid per run
 _TAIL_BYTES = 4096
 
@@ -112,12 +120,14 @@ class _Mode:
     unshare: bool  # net + pid + mount namespaces through util-linux `unshare`
     drop_uid: bool  # run as a fresh unprivileged uid (we are root)
 
-    def layers(self) -> tuple[str, ...]:
+    def layers(self, audit: bool = True) -> tuple[str, ...]:
         out = ["process", "rlimits", "wall-timeout"]
         if self.unshare:
-            out += ["netns", "pidns"]
+            out += ["netns", "pidns", "mountns"]
         if self.drop_uid:
             out += ["uid"]
+        if audit:
+            out += ["audit-hook"]
         return tuple(out)
 
 
@@ -129,16 +139,76 @@ def _fresh_uid() -> int:
     return _UID_RANGE[0] + secrets.randbelow(_UID_RANGE[1] - _UID_RANGE[0])
 
 
-def _command(mode: _Mode, uid: int | None, args: Sequence[str]) -> list[str]:
+_WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue")
+_SYSTEM_DIRS = {
+    "/",
+    "/usr",
+    "/bin",
+    "/lib",
+    "/lib64",
+    "/etc",
+    "/var",
+    "/opt",
+    "/proc",
+    "/dev",
+    "/sys",
+}
+
+
+def _private_dirs() -> list[str]:
+    """Directories hidden under an empty tmpfs inside the sandbox: the user's files."""
+    from hhhlab.paths import cache_home, data_home
+
+    cands = [
+        "/root",
+        "/home",
+        os.path.expanduser("~"),
+        os.getcwd(),
+        str(data_home()),
+        str(cache_home()),
+    ]
+    out: list[str] = []
+    for c in cands:
+        c = os.path.realpath(c)
+        if c not in _SYSTEM_DIRS and os.path.isdir(c) and c not in out:
+            out.append(c)
+    return out
+
+
+def _mount_script(mode: _Mode, uid: int | None, workdir: str) -> str:
+    """Shell run as root inside the new namespaces before the uid is dropped.
+
+    It mounts a private /proc (the PID namespace's own), makes every world-writable directory
+    read-only (the fresh uid could otherwise write to /tmp), hides the user's directories
+    under empty tmpfs mounts, then execs the interpreter as the sandbox uid with
+    ``no_new_privs`` (a setuid binary cannot give root back).
+    """
+    q = shlex.quote
+    lines = ["set -e", "mount -t proc proc /proc", f"mount --bind {q(workdir)} {q(workdir)}"]
+    keep = (workdir, os.path.dirname(mode.python), os.path.realpath(mode.python))
+    for d in _WORLD_WRITABLE:
+        if os.path.isdir(d) and not os.path.islink(d) and os.stat(d).st_mode & 0o002:
+            lines.append(f"mount --rbind {q(d)} {q(d)}; mount -o remount,bind,ro {q(d)}")
+    for d in _private_dirs():
+        if not any(k == d or k.startswith(d.rstrip("/") + "/") for k in keep):
+            lines.append(f"mount -t tmpfs -o size=64k,mode=755 tmpfs {q(d)}")
+    if uid is not None:
+        lines.append(
+            f'exec setpriv --reuid={uid} --regid={uid} --clear-groups --no-new-privs -- "$@"'
+        )
+    else:
+        lines.append('exec "$@"')
+    return "\n".join(lines)
+
+
+def _command(mode: _Mode, uid: int | None, workdir: str, args: Sequence[str]) -> list[str]:
     cmd = [mode.python, "-I", "-B", *args]
-    if mode.unshare:
-        ns = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
-        if not _is_root():
-            ns.append("--map-root-user")  # an unprivileged user namespace owns the others
-        if uid is not None:
-            ns += ["--setuid", str(uid), "--setgid", str(uid)]
-        return [*ns, "--", *cmd]
-    return cmd
+    if not mode.unshare:
+        return cmd
+    ns = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount"]
+    if not _is_root():
+        ns.append("--map-root-user")  # an unprivileged user namespace owns the others
+    return [*ns, "--", "sh", "-c", _mount_script(mode, uid, workdir), "sandbox", *cmd]
 
 
 def _popen_kwargs(mode: _Mode, uid: int | None) -> dict:
@@ -151,14 +221,26 @@ def _popen_kwargs(mode: _Mode, uid: int | None) -> dict:
 def _probe(mode: _Mode) -> bool:
     """Can this mode start the interpreter, as the sandbox uid, and does the uid stick?"""
     uid = _fresh_uid() if mode.drop_uid else None
-    code = "import os, sys; print(os.getuid(), sys.version_info[:2] == (%d, %d))" % sys.version_info[:2]
+    major, minor = sys.version_info[:2]
+    code = f"import os, sys; print(os.getuid(), sys.version_info[:2] == ({major}, {minor}))"
+    workdir = tempfile.mkdtemp(prefix="hhhlab-sandbox-probe-")
     try:
-        out = subprocess.run(
-            _command(mode, uid, ["-c", code]), capture_output=True, text=True, timeout=30,
-            cwd="/", env=_base_env("/"), stdin=subprocess.DEVNULL, **_popen_kwargs(mode, uid),
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        out = subprocess.run(  # noqa: PLW1510 - the return code is inspected below
+            _command(mode, uid, workdir, ["-c", code]),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=workdir,
+            env=_base_env(workdir),
+            stdin=subprocess.DEVNULL,
+            **_popen_kwargs(mode, uid),
         )
     except (OSError, subprocess.SubprocessError):
         return False
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     want = str(uid if uid is not None else os.getuid())
     return out.returncode == 0 and out.stdout.split()[:1] == [want]
 
@@ -167,7 +249,7 @@ def _interpreters() -> list[str]:
     """sys.executable first; then system pythons, since a sandbox uid may not reach the former
     (e.g. pyenv under root's 0700 home)."""
     found = [sys.executable]
-    name = "python%d.%d" % sys.version_info[:2]
+    name = "python{}.{}".format(*sys.version_info[:2])
     for cand in (name, "python3"):
         path = shutil.which(cand, path="/usr/local/bin:/usr/bin:/bin")
         if path and path not in found:
@@ -225,8 +307,14 @@ def _user_tasks(uid: int) -> int:
 
 
 def _base_env(workdir: str) -> dict[str, str]:
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONIOENCODING": "utf-8",
+    }
 
 
 # ----------------------------------------------------------------------------- running
@@ -269,14 +357,24 @@ def _sweep_uid(uid: int) -> None:
     ``kill -KILL -1`` run *as* that uid signals exactly the processes it owns, and nothing
     else; the sweep itself is never counted against the program's own process limit."""
     try:
-        subprocess.run(["kill", "-KILL", "-1"], user=uid, group=uid, extra_groups=[],
-                       stdin=subprocess.DEVNULL, capture_output=True, timeout=10, cwd="/")
+        subprocess.run(
+            ["kill", "-KILL", "-1"],
+            check=False,
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=10,
+            cwd="/",
+        )
     except (OSError, subprocess.SubprocessError):
         pass
 
 
-def _classify(rc: int | None, timed_out: bool, stdout_tail: str, stderr: str,
-              cfg: SandboxConfig) -> tuple[str, str]:
+def _classify(
+    rc: int | None, timed_out: bool, stdout_tail: str, stderr: str, cfg: SandboxConfig
+) -> tuple[str, str]:
     if timed_out:
         return "timeout", f"wall-clock limit of {cfg.timeout_s:g} s reached; process group killed"
     assert rc is not None
@@ -297,7 +395,10 @@ def _classify(rc: int | None, timed_out: bool, stdout_tail: str, stderr: str,
         last = stderr.strip().splitlines()[-1:] or [""]
         return "failed", f"exit code {rc}: {last[0][:300]}"
     if cfg.success_marker is not None and cfg.success_marker not in stdout_tail:
-        return "failed", "exited with code 0 before printing the success marker (tests did not finish)"
+        return (
+            "failed",
+            "exited with code 0 before printing the success marker (tests did not finish)",
+        )
     return "passed", ""
 
 
@@ -328,16 +429,31 @@ def run_python(
     try:
         return _run_in(workdir, mode, uid, program, files or {}, cfg, start)
     except OSError as e:  # could not write the work dir or start the process
-        return SandboxResult(False, "error", None, "", "", time.monotonic() - start,
-                             detail=f"sandbox failed to start: {e}", isolation=mode.layers())
+        return SandboxResult(
+            False,
+            "error",
+            None,
+            "",
+            "",
+            time.monotonic() - start,
+            detail=f"sandbox failed to start: {e}",
+            isolation=mode.layers(cfg.audit),
+        )
     finally:
         if uid is not None and not mode.unshare:
             _sweep_uid(uid)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_in(workdir: str, mode: _Mode, uid: int | None, program: str, files: dict[str, str],
-            cfg: SandboxConfig, start: float) -> SandboxResult:
+def _run_in(
+    workdir: str,
+    mode: _Mode,
+    uid: int | None,
+    program: str,
+    files: dict[str, str],
+    cfg: SandboxConfig,
+    start: float,
+) -> SandboxResult:
     for name, text in {**files, "main.py": program}.items():
         if os.path.basename(name) != name or name.startswith("."):
             raise SandboxError(f"sandbox file name must be a plain file name, got {name!r}")
@@ -347,28 +463,52 @@ def _run_in(workdir: str, mode: _Mode, uid: int | None, program: str, files: dic
             os.chown(p, uid, uid)
     os.chmod(workdir, 0o700)
     prelude_cfg = {
-        "workdir": workdir, "program": "main.py", "cpu_s": cfg.cpu_limit(),
-        "memory_bytes": cfg.memory_mb * 2**20, "file_bytes": cfg.max_file_mb * 2**20,
+        "workdir": workdir,
+        "program": "main.py",
+        "cpu_s": cfg.cpu_limit(),
+        "memory_bytes": cfg.memory_mb * 2**20,
+        "file_bytes": cfg.max_file_mb * 2**20,
         "max_open_files": cfg.max_open_files,
         # +1: the prelude's init process belongs to the same uid. Sharing the user's uid
         # (no root), the count already includes all of the user's processes.
-        "nproc": cfg.max_processes + 1 + (0 if uid is not None or _is_root() else _user_tasks(os.getuid())), "audit": cfg.audit, "read_roots": list(_READ_ROOTS),
+        "nproc": cfg.max_processes
+        + 1
+        + (0 if uid is not None or _is_root() else _user_tasks(os.getuid())),
+        "audit": cfg.audit,
+        "read_roots": list(_READ_ROOTS),
     }
-    cmd = _command(mode, uid, ["-c", _PRELUDE, json.dumps(prelude_cfg)])
-    proc = subprocess.Popen(cmd, cwd=workdir, env=_base_env(workdir), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, **_popen_kwargs(mode, uid))
+    cmd = _command(mode, uid, workdir, ["-c", _PRELUDE, json.dumps(prelude_cfg)])
+    proc = subprocess.Popen(
+        cmd,
+        cwd=workdir,
+        env=_base_env(workdir),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        **_popen_kwargs(mode, uid),
+    )
     out, err = _Capped(cfg.max_output_bytes), _Capped(cfg.max_output_bytes)
     timed_out = _pump(proc, {proc.stdout: out, proc.stderr: err}, start + cfg.timeout_s, mode, uid)
     rc = proc.returncode
     stderr = err.text()
     status, detail = _classify(rc, timed_out, out.tail.decode("utf-8", "replace"), stderr, cfg)
-    return SandboxResult(status == "passed", status, rc, out.text(), stderr,
-                         round(time.monotonic() - start, 4), detail,
-                         out.truncated or err.truncated, mode.layers())
+    return SandboxResult(
+        status == "passed",
+        status,
+        rc,
+        out.text(),
+        stderr,
+        round(time.monotonic() - start, 4),
+        detail,
+        out.truncated or err.truncated,
+        mode.layers(cfg.audit),
+    )
 
 
-def _pump(proc: subprocess.Popen, sinks: dict, deadline: float, mode: _Mode, uid: int | None) -> bool:
+def _pump(
+    proc: subprocess.Popen, sinks: dict, deadline: float, mode: _Mode, uid: int | None
+) -> bool:
     """Drain both pipes into capped buffers until the program ends or the deadline passes.
 
     Returns True when the wall-clock limit was hit. Reading continuously matters: a program
@@ -407,7 +547,7 @@ def _pump(proc: subprocess.Popen, sinks: dict, deadline: float, mode: _Mode, uid
         sel.close()
     if timed_out or proc.poll() is None:
         _kill_group(proc)
-        if uid is not None and not mode.unshare:
+        if uid is not None:  # belt and braces: the PID namespace dies with its init anyway
             _sweep_uid(uid)
     try:
         proc.wait(timeout=max(0.0, deadline - time.monotonic()) + 5)

@@ -1,0 +1,255 @@
+"""The sandbox stops each kind of hostile program and records it as a failure.
+
+Each attack is run twice where it matters: with the audit-hook fence (the default), and with
+``audit=False`` so that the OS-level fences (namespaces, fresh uid, rlimits) are shown to
+hold on their own. Fork bombs run only where a process limit is really enforced (a fresh uid
+or a non-root user), and with a small cap, so a failure cannot take the machine down.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+from hhhlab import sandbox
+from hhhlab.sandbox import SandboxConfig, run_many, run_python
+
+
+def _layers() -> tuple[str, ...]:
+    return sandbox.isolation().layers()
+
+
+def _nproc_enforced() -> bool:
+    return "uid" in _layers() or os.geteuid() != 0
+
+
+def _uid_processes(uid: int, settle_s: float = 5.0) -> list[int]:
+    """Live processes of ``uid``, after giving killed ones a moment to finish dying."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        found = _uid_processes_now(uid)
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def _uid_processes_now(uid: int) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.stat(f"/proc/{pid}").st_uid == uid:
+                    out.append(int(pid))
+            except OSError:
+                pass
+    return out
+
+
+def test_correct_program_passes_and_wrong_one_fails():
+    ok = run_python("def f(x):\n    return x * 2\nassert f(3) == 6\nprint('done')\n")
+    assert ok.passed and ok.status == "passed" and ok.returncode == 0
+    assert ok.stdout == "done\n" and ok.stderr == ""
+    bad = run_python("def f(x):\n    return x + 2\nassert f(3) == 6\n")
+    assert not bad.passed and bad.status == "failed" and "AssertionError" in bad.detail
+    syntax = run_python("def f(:\n")
+    assert syntax.status == "failed" and "SyntaxError" in syntax.stderr
+
+
+@pytest.mark.parametrize("audit", [True, False])
+def test_infinite_loop_is_stopped_by_the_wall_clock(audit):
+    t = time.monotonic()
+    r = run_python("while True:\n    pass\n", timeout_s=1.5, audit=audit)
+    assert r.status == "timeout" and not r.passed
+    assert time.monotonic() - t < 8
+
+
+def test_cpu_limit_stops_a_busy_loop_before_the_wall_clock():
+    r = run_python("while True:\n    pass\n", timeout_s=20, cpu_s=1)
+    assert r.status == "timeout" and "CPU" in r.detail
+    assert r.duration_s < 10
+
+
+def test_sleeping_program_times_out_and_blocked_stdin_is_empty():
+    r = run_python(
+        "import sys, time\nprint(repr(sys.stdin.read()), flush=True)\ntime.sleep(60)\n", timeout_s=1
+    )
+    assert r.status == "timeout" and r.stdout == "''\n"
+
+
+@pytest.mark.parametrize("audit", [True, False])
+def test_huge_allocation_is_a_memory_failure(audit):
+    r = run_python("x = bytearray(8 * 2**30)\nprint('allocated')\n", memory_mb=256, audit=audit)
+    assert r.status == "memory" and not r.passed and "allocated" not in r.stdout
+
+
+def test_gradual_allocation_is_a_memory_failure():
+    r = run_python(
+        "x = []\nwhile True:\n    x.append(bytearray(10**6))\n", memory_mb=200, timeout_s=20
+    )
+    assert r.status == "memory"
+
+
+def test_fork_bomb_is_blocked_by_the_audit_hook():
+    r = run_python("import os\nwhile True:\n    os.fork()\n", timeout_s=5)
+    assert r.status == "blocked" and "os.fork" in r.detail
+
+
+def test_fork_bomb_is_capped_by_the_process_limit(monkeypatch):
+    """With the audit hook off, RLIMIT_NPROC of the fresh uid stops the bomb (bounded here to
+    8 processes, 3 s); afterwards no process of that uid is left anywhere."""
+    if not _nproc_enforced():
+        pytest.skip("running as root without a fresh uid: RLIMIT_NPROC would not hold")
+    uid = 1_950_123
+    monkeypatch.setattr(sandbox, "_fresh_uid", lambda: uid)
+    r = run_python(
+        "import os\nwhile True:\n    os.fork()\n", timeout_s=3, max_processes=8, audit=False
+    )
+    assert r.status in ("failed", "timeout") and not r.passed
+    assert "BlockingIOError" in r.stderr or r.status == "timeout"
+    # A bomb that swallows the errors keeps its few processes spinning until the wall clock.
+    prog = (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    )
+    r = run_python(prog, timeout_s=2, cpu_s=2, max_processes=8, audit=False)
+    assert r.status == "timeout"
+    assert _uid_processes(uid) == []
+
+
+def test_daemonised_child_does_not_outlive_the_run(monkeypatch):
+    uid = 1_950_124
+    monkeypatch.setattr(sandbox, "_fresh_uid", lambda: uid)
+    prog = (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    os.close(1); os.close(2)\n"
+        "    time.sleep(60)\nprint('parent done')\n"
+    )
+    r = run_python(prog, timeout_s=10, audit=False)
+    assert r.passed and r.duration_s < 8
+    if "uid" in _layers():
+        assert _uid_processes(uid) == []
+
+
+@pytest.mark.parametrize("audit", [True, False])
+def test_network_connection_is_stopped(audit):
+    if not audit and "netns" not in _layers():
+        pytest.skip("no network namespace here: the audit hook is the only network fence")
+    prog = (
+        "import socket\ns = socket.create_connection(('1.1.1.1', 53), timeout=3)\n"
+        "print('connected')\n"
+    )
+    r = run_python(prog, timeout_s=10, audit=audit)
+    assert not r.passed and "connected" not in r.stdout
+    assert r.status == ("blocked" if audit else "failed")
+    # The loopback of the host is out of reach too (a fresh namespace has none up).
+    r = run_python(
+        "import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=3)\n",
+        timeout_s=10,
+        audit=audit,
+    )
+    assert not r.passed
+
+
+@pytest.mark.parametrize("audit", [True, False])
+def test_write_outside_the_work_dir_is_stopped(tmp_path, audit):
+    if not audit and "uid" not in _layers():
+        pytest.skip("same uid as the user: only the audit hook fences writes")
+    tmp_path.chmod(0o777)  # even a world-writable directory of the user's stays out of reach
+    target = tmp_path / "pwned.txt"
+    for path in (target, "/tmp/hhhlab-sandbox-escape.txt"):
+        r = run_python(f"open({str(path)!r}, 'w').write('x')\n", audit=audit)
+        assert not r.passed and r.status == ("blocked" if audit else "failed")
+    assert not target.exists() and not os.path.exists("/tmp/hhhlab-sandbox-escape.txt")
+
+
+@pytest.mark.parametrize("audit", [True, False])
+def test_user_files_cannot_be_read(tmp_path, audit):
+    if not audit and "mountns" not in _layers():
+        pytest.skip("without a mount namespace only the audit hook hides world-readable files")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET")
+    secret.chmod(0o644)
+    r = run_python(f"print(open({str(secret)!r}).read())\n", audit=audit)
+    assert not r.passed and "TOPSECRET" not in r.stdout
+    here = os.path.join(os.getcwd(), "pyproject.toml")  # the lab's own checkout
+    if os.path.exists(here):
+        r = run_python(f"print(open({here!r}).read())\n", audit=audit)
+        assert not r.passed and "[project]" not in r.stdout
+
+
+def test_work_dir_is_writable_and_helper_files_importable():
+    prog = (
+        "import helper, os\nopen('scratch.txt', 'w').write('ok')\n"
+        "print(helper.VALUE, open('scratch.txt').read(), os.environ['HOME'] == os.getcwd())\n"
+    )
+    r = run_python(prog, files={"helper.py": "VALUE = 41 + 1\n"})
+    assert r.passed and r.stdout.split() == ["42", "ok", "True"]
+
+
+def test_subprocess_and_ctypes_are_blocked():
+    r = run_python("import subprocess\nsubprocess.run(['id'])\n")
+    assert r.status == "blocked" and "subprocess" in r.detail
+    r = run_python("import ctypes\nctypes.CDLL(None).system(b'id')\n")
+    assert r.status == "blocked"
+
+
+def test_swallowing_the_violation_does_not_help():
+    prog = (
+        "try:\n    open('/etc/passwd-x', 'w')\nexcept BaseException:\n    pass\nprint('survived')\n"
+    )
+    r = run_python(prog)
+    assert r.status == "blocked" and "survived" not in r.stdout
+
+
+def test_output_is_capped():
+    r = run_python(
+        "import sys\nfor _ in range(2000):\n    sys.stdout.write('x' * 10000)\n",
+        max_output_bytes=1000,
+        timeout_s=20,
+    )
+    assert r.passed and r.truncated
+    assert r.stdout.startswith("x" * 1000) and len(r.stdout) < 1200
+
+
+def test_success_marker_catches_an_early_clean_exit():
+    cfg = SandboxConfig(success_marker="TESTS-DONE-7f3a")
+    early = run_python("import sys\nsys.exit(0)\nprint('TESTS-DONE-7f3a')\n", config=cfg)
+    assert early.status == "failed" and "marker" in early.detail
+    full = run_python("print('TESTS-DONE-7f3a')\n", config=cfg)
+    assert full.passed
+
+
+def test_run_many_keeps_order_and_runs_in_parallel():
+    progs = [f"import time\ntime.sleep(0.5)\nassert {i} % 2 == 0\n" for i in range(6)]
+    t = time.monotonic()
+    results = run_many(progs, workers=3, timeout_s=10)
+    elapsed = time.monotonic() - t
+    assert [r.passed for r in results] == [i % 2 == 0 for i in range(6)]
+    assert elapsed < 6 * 0.5 + 1.0  # serial would need ≥ 3 s of sleeping plus start-ups
+
+
+def test_results_serialise():
+    d = run_python("print(1)\n").to_dict()
+    assert d["status"] == "passed" and isinstance(d["isolation"], list)
+
+
+@pytest.mark.parametrize("unshare", [False])
+def test_fallback_without_namespaces_still_fences(monkeypatch, unshare):
+    """Where `unshare` is unavailable, a fresh uid (as root) plus the audit hook still hold."""
+    if os.geteuid() != 0:
+        pytest.skip("the uid fallback needs root")
+    mode = sandbox._Mode(sys.executable, unshare=unshare, drop_uid=True)
+    if not sandbox._probe(mode):
+        mode = sandbox._Mode("/usr/bin/python3", unshare=unshare, drop_uid=True)
+        if not sandbox._probe(mode):
+            pytest.skip("no interpreter reachable by a fresh uid")
+    monkeypatch.setattr(sandbox, "_mode", mode)
+    assert run_python("print('hi')\n").passed
+    assert run_python("open('/tmp/hhhlab-fallback.txt', 'w')\n").status == "blocked"
+    r = run_python(
+        "import os\nwhile True:\n    os.fork()\n", timeout_s=3, max_processes=8, audit=False
+    )
+    assert not r.passed
+    assert run_python("while True:\n    pass\n", timeout_s=1).status == "timeout"
+    assert not os.path.exists("/tmp/hhhlab-fallback.txt")

@@ -215,6 +215,51 @@ class Eval:
         return out
 
 
+class MultipleChoiceEval(Eval):
+    """An eval whose items are questions with several answers scored as continuations.
+
+    Items carry ``choices`` (answer strings), ``labels`` (each answer's target score, 1 = right)
+    and optionally ``meta`` (category etc.); subclasses say how the context looks under each
+    condition (``context``) and, for the mutual-information rule, the context with the query
+    removed (``null_context``: ``None`` when the eval has no such rule). Each answer is scored
+    as ``" " + answer`` (lm-evaluation-harness's target delimiter). The stored result holds the
+    summed log-prob, token count and character length of every answer (and the unconditional
+    log-prob), so every scoring rule can be recomputed from the store without the model."""
+
+    def context(self, item: Item, ctx: EvalContext) -> str:
+        raise NotImplementedError
+
+    def null_context(self, item: Item, ctx: EvalContext) -> str | None:
+        return None
+
+    def continuation(self, choice: str) -> str:
+        return " " + choice
+
+    def requests(self, item: Item, ctx: EvalContext) -> list[ScoreRequest]:
+        from hhhlab.models.engine import ScoreRequest
+
+        context = self.context(item, ctx)
+        reqs = [ScoreRequest(context, self.continuation(c)) for c in item.data["choices"]]
+        null = self.null_context(item, ctx)
+        if null is not None:
+            reqs += [ScoreRequest(null, self.continuation(c)) for c in item.data["choices"]]
+        return reqs
+
+    def score(self, item: Item, results: list[ScoreResult], ctx: EvalContext) -> dict:
+        k = len(item.data["choices"])
+        out = {
+            "labels": item.data["labels"],  # target score of each answer (1 = right)
+            "meta": item.data.get("meta", {}),  # category etc., for per-group metrics
+            "logprobs": [r.logprob for r in results[:k]],
+            "n_tokens": [r.n_tokens for r in results[:k]],
+            "n_chars": [len(c) for c in item.data["choices"]],
+            "greedy": [r.is_greedy for r in results[:k]],
+        }
+        if len(results) > k:
+            out["null_logprobs"] = [r.logprob for r in results[k:]]
+        return out
+
+
 # -- registry ---------------------------------------------------------------------------------
 REGISTRY: dict[str, type[Eval]] = {}
 

@@ -52,7 +52,7 @@ def split_cmd(
     """Split by context hash (no context in two splits), deterministic from --seed."""
     from hhhlab.data.splits import parse_fractions, split_file
 
-    counts = split_file(input, out_dir, parse_fractions(fractions), seed=seed, dedupe=dedupe)
+    counts = split_file(input, out_dir, parse_fractions(fractions), seed=seed, dedupe_groups=dedupe)
     console.print(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" -> {out_dir}")
 
 

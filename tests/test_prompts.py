@@ -199,7 +199,9 @@ def test_compact_variant_keeps_blank_lines_inside_turns():
     assert compact.render(p, "Q", "").startswith("Human: a\nAssistant: para one\n\npara two\n-----\n")
 
 
-def test_chat_template_variant_only_with_a_template(tiny_llama):
+def test_chat_template_variant_only_with_a_template():
+    from hhhlab.models.tiny import tiny_tokenizer
+
     class Tok:
         chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}<assistant>"
 
@@ -211,7 +213,7 @@ def test_chat_template_variant_only_with_a_template(tiny_llama):
     assert variants["chat-template"].render(p, "Q", " Sure") == "<system>Human: a\n\nAssistant: b\n<user>Q\n<assistant>Sure"
     assert variants["chat-template"].render(None, "Q", "") == "<user>Q\n<assistant>"
     # the offline tiny tokenizer has no chat template, so the variant is not offered
-    assert "chat-template" not in {v.name for v in format_variants(tiny_llama.tokenizer)}
+    assert "chat-template" not in {v.name for v in format_variants(tiny_tokenizer())}
 
 
 def test_builtin_prompt_is_long_enough(builtin):
@@ -221,3 +223,52 @@ def test_builtin_prompt_is_long_enough(builtin):
     dialogue_words = sum(len(t.text.split()) for d in builtin.dialogues() for t in d.turns)
     assert dialogue_words >= 3000  # the words are in the conversations, not the preamble
     assert sum(len(d.turns) > 2 for d in builtin.dialogues()) >= 5  # multi-turn follow-ups
+
+
+# --- property-based: the parser never crashes and round-trips what it renders --------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# turn texts as a parser returns them: stripped (spaces after "Human:" belong to the marker)
+_turn_text = st.text(alphabet="ab Z.,?!\n\t'é", min_size=1, max_size=40).map(str.strip).filter(bool)
+_dialogue = st.lists(st.tuples(_turn_text, _turn_text), min_size=1, max_size=3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["Human:", "Assistant:", "-----", "\n", "\n\n", " ", "x", "\r\n", "\ufeff"]),
+                max_size=30).map("".join))
+def test_parser_fuzz_gives_a_prompt_or_a_clean_error(text):
+    try:
+        p = parse_prompt(text, source="fuzz.txt")
+    except DataError as e:
+        assert str(e).startswith("fuzz.txt: ")
+    else:
+        assert p.n_dialogues == len(p.dialogues()) >= 1
+        assert parse_prompt(p.text).version.split("-")[-1] == p.version.split("-")[-1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_dialogue, min_size=1, max_size=4), st.sampled_from(["", "Some preamble."]),
+       st.sampled_from([" ", "  "]), st.sampled_from(["\n\n-----\n\n", "\n-----\n"]))
+def test_rendered_dialogues_parse_back(dialogues, preamble, space, sep):
+    blocks = ["\n\n".join(f"Human:{space}{h}\n\nAssistant:{space}{a}" for h, a in d) for d in dialogues]
+    text = (preamble + sep if preamble else "") + sep.join(blocks)
+    p = parse_prompt(text)
+    assert p.preamble == preamble and p.n_dialogues == len(dialogues)
+    assert p.space == space and p.separator == (sep if len(dialogues) > 1 else "\n\n-----\n\n")
+    got = [[(t.role, t.text) for t in d.turns] for d in p.dialogues()]
+    want = [[(r, x) for h, a in d for r, x in (("Human", h), ("Assistant", a))] for d in dialogues]
+    assert got == want
+
+
+@pytest.mark.slow
+def test_builtin_prompt_fits_the_default_model_with_room(builtin):
+    from hhhlab.models.load import load_model
+
+    lm = load_model("smollm2-135m")
+    n_tokens = len(lm.tokenizer(builtin.text)["input_ids"])
+    assert 4000 < n_tokens <= lm.max_length - 2000  # 6,025 tokens of 8,192 when written
+    chat = {v.name: v for v in format_variants(lm.tokenizer)}["chat-template"]
+    text = chat.render(builtin, "What is 2+2?", "")
+    assert builtin.text in text and text.rstrip().endswith("assistant")

@@ -269,9 +269,12 @@ def format_variants(tokenizer: Any = None) -> list[FormatVariant]:
 def _normalize(raw: str) -> str:
     """One canonical text per prompt: Unix newlines, no BOM, no outer whitespace, no trailing
     separator (the query adds its own), so copies that differ only in these share a version."""
-    text = raw.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").strip()
-    while text.endswith("-----") and _SEPARATOR_LINE.search(text.splitlines()[-1]):
-        text = text[: -len(text.splitlines()[-1])].rstrip()
+    def strip(t: str) -> str:
+        return re.sub(r"^[\s\ufeff]+|[\s\ufeff]+$", "", t)
+
+    text = strip(raw.replace("\r\n", "\n").replace("\r", "\n"))
+    while _SEPARATOR_LINE.fullmatch(text.rpartition("\n")[2]):
+        text = strip(text.rpartition("\n")[0])
     return text
 
 

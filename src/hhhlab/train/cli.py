@@ -1,5 +1,112 @@
-"""``hhhlab pm ...``: train and evaluate preference models / imitation baselines."""
+"""``hhhlab pm ...``: train and evaluate preference models / imitation baselines.
+
+``hhhlab pm train``'s flags are generated from `TrainConfig`'s fields, so the pydantic model is
+the single source of flags, YAML keys (``--config run.yaml``) and defaults.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from pathlib import Path
+from typing import Literal, Optional
 
 import typer
+from rich.console import Console
+
+from hhhlab.train.config import TrainConfig, load_config
 
 app = typer.Typer(no_args_is_help=True)
+console = Console()
+
+
+def _option_type(annotation):
+    """The flag type typer understands for a field's annotation (Literal -> str, X | None -> X)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is Literal:
+        return str
+    if args and typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return _option_type(args[0])
+    return annotation
+
+
+def _config_flags() -> list[inspect.Parameter]:
+    params = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                                default=typer.Option(None, "--config", help="YAML file of options (flags override it)"))]
+    for name, field in TrainConfig.model_fields.items():
+        typ = _option_type(field.annotation)
+        flag = "--" + name.replace("_", "-")
+        decls = [f"{flag}/--no-{name.replace('_', '-')}"] if typ is bool else [flag]
+        choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else ()
+        default = "required" if field.is_required() else f"default: {field.default}"
+        help_text = " ".join(x for x in [field.description or "", f"(one of: {', '.join(choices)})" if choices else "",
+                                          f"({default})"] if x)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[typ],
+                                        default=typer.Option(None, *decls, help=help_text, show_default=False)))
+    return params
+
+
+def _train_command(**kwargs) -> None:
+    """Train an imitation, preference or classifier model on preference groups and evaluate it."""
+    from hhhlab.train.trainer import train_and_evaluate
+
+    cfg = load_config(kwargs.pop("config"), **kwargs)
+    metrics = train_and_evaluate(cfg)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        _print_metrics(metrics, Path(cfg.output) / "metrics.json")
+
+
+_train_command.__signature__ = inspect.Signature(_config_flags())  # type: ignore[attr-defined]
+app.command("train")(_train_command)
+
+
+@app.command("eval")
+def eval_command(
+    pm: Path = typer.Option(..., "--pm", help="directory written by `hhhlab pm train` (OUTPUT/model)"),
+    data: Path = typer.Option(..., "--data", help="preference groups (JSONL)"),
+    batch_size: int = typer.Option(32, help="responses per forward pass (scores do not depend on it)"),
+    dtype: str = typer.Option("float32", help="float32, bfloat16 or auto"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    max_eval: Optional[int] = typer.Option(None, help="use only the first N groups"),
+    output: Optional[Path] = typer.Option(None, help="write the metrics JSON here too"),
+    json_out: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
+) -> None:
+    """Evaluate a trained model: pairwise accuracy (+CI), group accuracy, calibration (ECE)."""
+    from hhhlab.store import ResultsStore, atomic_write_json
+    from hhhlab.train.preference_model import PreferenceModel
+    from hhhlab.train.trainer import evaluate_model
+
+    path = pm / "model" if (pm / "model" / "pm_config.json").exists() else pm
+    model = PreferenceModel.from_pretrained(path, device=device, dtype=dtype)
+    metrics, _ = evaluate_model(model, str(data), batch_size=batch_size, limit=max_eval, progress=not json_out)
+    metrics.update(model=model.name, objective=model.extra.get("objective"), pm=str(path), data=str(data),
+                   non_embedding_params=model.non_embedding_params, dtype=dtype, batch_size=batch_size)
+    run = ResultsStore().create_run("pm_eval", {"pm": str(path), "data": str(data), "dtype": dtype,
+                                                "batch_size": batch_size, "max_eval": max_eval})
+    run.finish({k: v for k, v in metrics.items() if k != "calibration_bins"})
+    if output:
+        atomic_write_json(output, metrics)
+    if json_out:
+        print(json.dumps(metrics, indent=2, default=str))
+    else:
+        _print_metrics(metrics, run.path / "metrics.json")
+
+
+def _print_metrics(m: dict, where: Path) -> None:
+    lo, hi = m.get("accuracy_ci", [float("nan")] * 2)
+    line = f"accuracy {m.get('accuracy', float('nan')):.3f} [{lo:.3f}, {hi:.3f}] on {m.get('n_eval')} pairs"
+    if "group_accuracy" in m:
+        line += f"; group accuracy {m['group_accuracy']:.3f} (n={m['n_eval_item_groups']})"
+    if m.get("ece") is not None:
+        line += f"; ECE {m['ece']:.3f}"
+    console.print(f"[bold]{m.get('objective')}[/] {m.get('model')}: {line}")
+    for key in ("train_data", "eval_data"):
+        d = m.get(key) or {}
+        if d.get("skipped_no_preference") or d.get("truncated_groups") or d.get("skipped_response_too_long"):
+            console.print(f"[yellow]{key}:[/] skipped {d['skipped_no_preference']} groups without a preference, "
+                          f"{d['skipped_response_too_long']} with a response longer than the window; "
+                          f"truncated the context of {d['truncated_groups']} groups")
+    console.print(f"metrics: {where}")

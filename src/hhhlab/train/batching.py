@@ -1,0 +1,213 @@
+"""From preference groups to model inputs: one *tree row* per group, shared context encoded once.
+
+A group's responses share their context, so a row holds the context once followed by every
+response, each ending with the end-of-context (EOC) token::
+
+    [ context | response_1 EOC | response_2 EOC | ... ]
+
+An attention mask shaped like a tree lets each response see the context and itself but not its
+siblings, and position ids restart after the context, so every response is computed exactly as
+if it were the only continuation (``context + response_i + EOC``), at the cost of
+``len(context) + Σ len(response_i)`` tokens instead of ``n·len(context) + Σ len(response_i)``.
+For chosen/rejected dialogue pairs (hh-rlhf), whose shared context is most of the text, that
+is most of the saving over encoding the two sequences separately.
+
+Scores are read at the EOC positions, which are computed here, never searched for — so they are
+right whatever the pad token is (pad == EOS in SmolLM2 and Llama) and whichever side pads.
+
+Tokenisation: the context and each response are encoded separately (after moving the context's
+trailing whitespace to the response, as lm-evaluation-harness does). Too long a sequence loses
+context tokens from the left, never response tokens; a response that cannot fit even with one
+context token is reported to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+EOC_TOKEN = "<|end_of_context|>"
+
+
+@dataclass
+class EncodedGroup:
+    """A tokenised group. ``responses`` exclude the EOC token; ``truncated`` = context tokens dropped."""
+
+    index: int
+    context: list[int]
+    responses: list[list[int]]
+    scores: list[float]
+    truncated: int = 0
+    group_id: str = ""
+    metadata: dict = field(default_factory=dict)
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """Every (better, worse) response-index pair with different scores."""
+        s = self.scores
+        return [(i, j) for i in range(len(s)) for j in range(len(s)) if s[i] > s[j]]
+
+    def best(self) -> list[int]:
+        top = max(self.scores)
+        return [i for i, x in enumerate(self.scores) if x == top]
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens of the tree row (context once, each response plus its EOC)."""
+        return len(self.context) + sum(len(r) + 1 for r in self.responses)
+
+
+class ResponseTooLong(ValueError):
+    """A response that does not fit the window even with a single context token."""
+
+
+def split_whitespace(context: str, response: str) -> tuple[str, str]:
+    """Move the context's trailing whitespace to the front of the response (lm-eval-harness rule)."""
+    n = len(context) - len(context.rstrip())
+    if n:
+        return context[:-n], context[-n:] + response
+    return context, response
+
+
+def encode_group(
+    tokenizer, context: str, responses: Sequence[str], scores: Sequence[float], *, max_length: int,
+    index: int = 0, group_id: str = "", metadata: dict | None = None,
+) -> EncodedGroup:
+    """Tokenise one group and fit every ``context + response + EOC`` into ``max_length`` tokens
+    by dropping context tokens from the left. Raises ResponseTooLong when a response alone
+    (plus one context token and the EOC) exceeds the window, ValueError for an empty response."""
+    stripped = context.rstrip()
+    ctx_text = stripped
+    resp_texts = []
+    for i, r in enumerate(responses):
+        if not r.strip():
+            raise ValueError(f"response {i} of group {group_id or index} is empty")
+        resp_texts.append(split_whitespace(context, r)[1])
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    ctx = encode(ctx_text) if ctx_text else []
+    if not ctx:
+        ctx = [prefix]
+    resp = [encode(t) for t in resp_texts]
+    longest = max(len(r) for r in resp)
+    if longest + 2 > max_length:
+        raise ResponseTooLong(
+            f"group {group_id or index}: a response of {longest} tokens does not fit the window of "
+            f"{max_length} with its EOC token and any context")
+    drop = max(0, len(ctx) + longest + 1 - max_length)
+    return EncodedGroup(index=index, context=ctx[drop:], responses=resp, scores=list(scores), truncated=drop,
+                        group_id=group_id, metadata=dict(metadata or {}))
+
+
+@dataclass
+class TreeBatch:
+    """Model inputs for a batch of tree rows. ``R`` responses, ``P`` pairs, ``N`` LM target tokens."""
+
+    input_ids: torch.Tensor  # [B, T]
+    position_ids: torch.Tensor  # [B, T]
+    tree_mask: torch.Tensor  # [B, 1, T, T] bool, True = may attend
+    eoc_row: torch.Tensor  # [R]
+    eoc_col: torch.Tensor  # [R]
+    pair_good: torch.Tensor  # [P] indices into the R responses
+    pair_bad: torch.Tensor  # [P]
+    lm_row: torch.Tensor  # [N] row of the position that predicts each target token
+    lm_col: torch.Tensor  # [N]
+    lm_target: torch.Tensor  # [N]
+    lm_owner: torch.Tensor  # [N] response (0..R-1) each target token belongs to
+    response_keys: list[tuple[int, int]]  # (group index, response index) for each of the R responses
+    n_real_tokens: int
+
+    def to(self, device: torch.device | str) -> TreeBatch:
+        out = {}
+        for k, v in self.__dict__.items():
+            out[k] = v.to(device) if isinstance(v, torch.Tensor) else v
+        return TreeBatch(**out)
+
+
+def build_batch(
+    groups: Sequence[EncodedGroup], *, eoc_id: int, pad_id: int, responses: str = "all", lm: str = "none",
+    padding_side: str = "right", max_responses_per_row: int | None = None,
+) -> TreeBatch:
+    """Lay out ``groups`` as tree rows and collate them.
+
+    ``responses``: ``all`` (PM, classifier, evaluation) or ``best`` (IL training: only the
+    top-scored responses are needed). ``lm``: which responses get LM targets — ``none``, ``best``
+    (IL training, PM with μ > 0) or ``all`` (IL evaluation). ``max_responses_per_row`` splits a
+    group's responses over several rows (each with the context), e.g. to cap a batch's size.
+    Pairs are only formed between responses in the same row."""
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be left or right, not {padding_side!r}")
+    rows: list[tuple[list[int], list[int], list[int]]] = []  # tokens, positions, segments
+    eoc_row, eoc_col, good, bad = [], [], [], []
+    lm_row, lm_col, lm_target, lm_owner = [], [], [], []
+    keys: list[tuple[int, int]] = []
+    for g in groups:
+        chosen = g.best() if responses == "best" else list(range(len(g.responses)))
+        lm_set = set(g.best()) if lm == "best" else set(chosen) if lm == "all" else set()
+        cap = max_responses_per_row or len(chosen)
+        for start in range(0, len(chosen), cap):
+            part = chosen[start : start + cap]
+            r = len(rows)
+            tokens, positions, segments = list(g.context), list(range(len(g.context))), [0] * len(g.context)
+            local: dict[int, int] = {}
+            for seg, i in enumerate(part, 1):
+                resp = g.responses[i]
+                first = len(tokens)
+                tokens += resp + [eoc_id]
+                positions += list(range(len(g.context), len(g.context) + len(resp) + 1))
+                segments += [seg] * (len(resp) + 1)
+                local[i] = len(keys)
+                keys.append((g.index, i))
+                eoc_row.append(r)
+                eoc_col.append(len(tokens) - 1)
+                if i in lm_set:
+                    preds = [len(g.context) - 1] + list(range(first, first + len(resp) - 1))
+                    lm_row += [r] * len(resp)
+                    lm_col += preds
+                    lm_target += resp
+                    lm_owner += [local[i]] * len(resp)
+            for i, j in g.pairs():
+                if i in local and j in local:
+                    good.append(local[i])
+                    bad.append(local[j])
+            rows.append((tokens, positions, segments))
+    width = max(len(t) for t, _, _ in rows)
+    B = len(rows)
+    ids = torch.full((B, width), pad_id, dtype=torch.long)
+    pos = torch.zeros((B, width), dtype=torch.long)
+    seg = torch.full((B, width), -1, dtype=torch.long)
+    offsets = []
+    for b, (t, p, s) in enumerate(rows):
+        off = width - len(t) if padding_side == "left" else 0
+        offsets.append(off)
+        ids[b, off : off + len(t)] = torch.tensor(t)
+        pos[b, off : off + len(t)] = torch.tensor(p)
+        seg[b, off : off + len(t)] = torch.tensor(s)
+    off_t = torch.tensor(offsets, dtype=torch.long)
+    eoc_row_t = torch.tensor(eoc_row, dtype=torch.long)
+    lm_row_t = torch.tensor(lm_row, dtype=torch.long)
+    return TreeBatch(
+        input_ids=ids, position_ids=pos, tree_mask=tree_attention_mask(seg),
+        eoc_row=eoc_row_t, eoc_col=torch.tensor(eoc_col, dtype=torch.long) + off_t[eoc_row_t],
+        pair_good=torch.tensor(good, dtype=torch.long), pair_bad=torch.tensor(bad, dtype=torch.long),
+        lm_row=lm_row_t, lm_col=torch.tensor(lm_col, dtype=torch.long) + off_t[lm_row_t],
+        lm_target=torch.tensor(lm_target, dtype=torch.long), lm_owner=torch.tensor(lm_owner, dtype=torch.long),
+        response_keys=keys, n_real_tokens=sum(len(t) for t, _, _ in rows),
+    )
+
+
+def tree_attention_mask(segments: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` segment ids (0 = context, k = response k, -1 = padding) -> ``[B, 1, T, T]`` bool.
+
+    Query q may attend to key k iff k comes no later than q and k is context or in q's own
+    response. Padding positions attend only to themselves, so no row of the mask is empty (an
+    empty row gives NaN in some attention kernels)."""
+    T = segments.shape[1]
+    q = segments[:, :, None]
+    k = segments[:, None, :]
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    real = (k >= 0) & (q >= 0)
+    mask = causal & real & ((k == 0) | (k == q))
+    mask |= torch.eye(T, dtype=torch.bool) & (q < 0)
+    return mask[:, None]

@@ -180,7 +180,7 @@ def _question(path: Path, site: str, db: sqlite3.Connection, qid: int | None, an
             return [*skips, Skip("question with fewer than two answers")]
         if len(set(scores)) < 2:
             return [*skips, Skip("no two answers with different scores")]
-        context = f"Question: {html_to_text(title)}\n{html_to_text(body)}\nAnswer:"
+        context = f"Question: {title.strip()}\n{html_to_text(body)}\nAnswer:"  # titles are plain text
         group = PreferenceGroup(id=f"stackexchange:{site}:{qid}", context=context, responses=texts,
                                 scores=scores, kind="ranked", source="stackexchange",
                                 metadata={"site": site, "question_id": qid, "answer_ids": ids, "votes": votes,

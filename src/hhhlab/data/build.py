@@ -177,6 +177,8 @@ def build(source: str, input_path: Path, output: Path, options: BuildOptions | N
 
     options = options or BuildOptions()
     module = get_builder(source)
+    if hasattr(module, "check_options"):  # bad options fail before any output is written
+        module.check_options(options)
     files = input_files(Path(input_path), module.PATTERNS)
     output = Path(output)
     report = BuildReport(source, output, rejects_path_for(output), files=len(files))

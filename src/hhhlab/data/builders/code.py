@@ -128,6 +128,13 @@ def load_samples(path: Path | None) -> dict[str, list[str]]:
     return samples
 
 
+def check_options(options: BuildOptions) -> None:
+    """A bad samples file or limit fails before any program runs."""
+    if options.code_timeout_s <= 0 or options.code_memory_mb <= 0:
+        raise DataError("--timeout-s and the memory limit must be positive")
+    load_samples(options.code_samples)
+
+
 def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
     samples = load_samples(options.code_samples)
     batch: list[tuple[str, dict]] = []

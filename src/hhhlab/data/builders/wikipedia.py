@@ -131,11 +131,16 @@ def section_pairs(page_title: str, before: str, after: str, rev_id: str, meta: d
     return groups
 
 
-def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
+def check_options(options: BuildOptions) -> re.Pattern:
+    """The compiled comment regex; DataError (before any file is read) if it is invalid."""
     try:
-        pattern = re.compile(options.wiki_comment_regex)
+        return re.compile(options.wiki_comment_regex)
     except re.error as exc:
         raise DataError(f"invalid --comment-regex {options.wiki_comment_regex!r}: {exc}") from None
+
+
+def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
+    pattern = check_options(options)
     prev: dict | None = None
     for entry in iter_revisions(path):
         if isinstance(entry, Reject):

@@ -35,6 +35,9 @@ def test_ladder_keeps_first_blocks_and_head():
 
 def test_expand_model_list():
     assert expand_model_list("m@L2,@L4,m") == ["m@L2", "m@L4", "m"]
+    # options of tiny specs contain commas too
+    assert expand_model_list("tiny:llama,layers=4@L1,@L2,tiny:gpt2") == [
+        "tiny:llama,layers=4@L1", "tiny:llama,layers=4@L2", "tiny:gpt2"]
     with pytest.raises(ModelLoadError):
         expand_model_list("@L2")
 

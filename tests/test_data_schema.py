@@ -153,3 +153,11 @@ def test_fingerprint_ignores_order_and_whitespace_but_not_groups():
     assert a.fingerprint() == b.fingerprint()
     assert a.fingerprint() != G(metadata={"group_id": 1}).fingerprint()
     assert a.fingerprint() != G(scores=[0, 1]).fingerprint()
+
+
+def test_unicode_line_separators_stay_inside_one_line(tmp_path):
+    g = G(context="a\x85b\u2028c\u2029d", responses=[" é", " 😀"])
+    path = tmp_path / "u.jsonl"
+    write_jsonl([g], path)
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 1
+    assert list(read_jsonl(path)) == [g]

@@ -131,19 +131,36 @@ def _clip(raw: Any) -> str | None:
     return text[:MAX_RECORD_CHARS]
 
 
+def iter_lines(path: Path) -> Iterator[tuple[int, str | None]]:
+    """``(line number, text)`` of a plain or compressed text file, streaming; a line that is not
+    valid UTF-8 comes as ``(line, None)`` so the caller rejects that record alone and goes on."""
+    from hhhlab.data.schema import open_binary
+
+    with open_binary(path) as f:
+        for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield lineno, None
+
+
 def iter_jsonl_objects(path: Path) -> Iterator[tuple[str, Any] | Reject]:
     """``(where, object)`` for each non-blank line of a JSON Lines file; bad JSON -> `Reject`."""
-    from hhhlab.data.schema import open_text
-
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield Reject(where, f"not valid JSON ({exc.msg} at column {exc.colno})", _clip(line))
+    for lineno, line in iter_lines(path):
+        where = f"{path}:{lineno}"
+        if line is None:
+            yield Reject(where, "not valid UTF-8", None)
+            continue
+        if not line.strip():
+            continue
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield Reject(where, f"not valid JSON ({exc.msg} at column {exc.colno})", _clip(line))
+        except RecursionError:
+            yield Reject(where, "JSON nested too deeply", _clip(line))
 
 
 def input_files(path: Path, patterns: tuple[str, ...]) -> list[Path]:

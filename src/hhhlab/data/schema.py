@@ -95,7 +95,7 @@ class PreferenceGroup(BaseModel):
 
     def to_json(self) -> str:
         """One JSON Lines record (UTF-8 text, no newline)."""
-        return json.dumps(self.model_dump(), ensure_ascii=False)
+        return dumps_line(self.model_dump())
 
     @property
     def split_key(self) -> str:
@@ -126,6 +126,20 @@ class Pair:
     kind: Kind
     source: str
     metadata: dict[str, Any]
+
+
+_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def dumps_line(obj: Any) -> str:
+    """JSON for one JSON Lines record: UTF-8 text kept readable, but the characters that
+    ``str.splitlines`` and some editors treat as line breaks (U+0085, U+2028, U+2029) escaped,
+    so every reader sees exactly one record per line."""
+    text = json.dumps(obj, ensure_ascii=False, default=str)
+    for char, escape in _LINE_BREAKS.items():
+        if char in text:
+            text = text.replace(char, escape)
+    return text
 
 
 def normalize_text(text: str) -> str:
@@ -296,7 +310,7 @@ class JsonlWriter:
 
     def write_raw(self, obj: dict[str, Any]) -> None:
         """Write any JSON object (used for the rejects file)."""
-        self._f.write(json.dumps(obj, ensure_ascii=False, default=str))
+        self._f.write(dumps_line(obj))
         self._f.write("\n")
         self.count += 1
 

@@ -33,8 +33,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard
-from hhhlab.data.schema import PreferenceGroup, normalize_text, open_text, recast_binary
+from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, iter_lines
+from hhhlab.data.schema import PreferenceGroup, normalize_text, recast_binary
 from hhhlab.errors import DataError
 
 PATTERNS = ("*.csv", "*.csv.gz")
@@ -87,18 +87,35 @@ def binary_item(subset: str, row: dict[str, str]) -> tuple[str, str, str]:
 
 
 def iter_csv(path: Path) -> Iterator[tuple[str, list[str]] | Reject]:
-    """``(where, row)`` per CSV record; a record the csv module cannot parse becomes a Reject."""
-    with open_text(path) as f:
-        reader = csv.reader(f)
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield Reject(f"{path}:{reader.line_num}", f"CSV error: {exc}", None)
-                continue
-            yield f"{path}:{reader.line_num}", row
+    """``(where, row)`` per CSV record, streaming; a record the csv module cannot parse, or one
+    with bytes that are not UTF-8, becomes a Reject and reading goes on."""
+    bad_lines: set[int] = set()
+
+    def decoded():
+        for lineno, line in iter_lines(path):
+            if line is None:
+                bad_lines.add(lineno)
+                yield "\n"
+            else:
+                yield line
+
+    reader = csv.reader(decoded())
+    last = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield Reject(f"{path}:{reader.line_num}", f"CSV error: {exc}", None)
+            last = reader.line_num
+            continue
+        where = f"{path}:{reader.line_num}"
+        if any(last < n <= reader.line_num for n in bad_lines):
+            yield Reject(where, "not valid UTF-8", None)
+        else:
+            yield where, row
+        last = reader.line_num
 
 
 def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:

@@ -20,8 +20,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, iter_jsonl_objects
-from hhhlab.data.schema import PreferenceGroup, open_text
+from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, iter_jsonl_objects, iter_lines
+from hhhlab.data.schema import PreferenceGroup
 from hhhlab.errors import DataError
 
 PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.json", "*.txt", "*.txt.bz2", "*.txt.gz")
@@ -84,23 +84,24 @@ def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
 
 
 def _text_file(path: Path) -> Iterator[Item]:
-    with open_text(path) as f:
-        block: list[str] = []
-        start = 1
-        for lineno, line in enumerate(f, 1):
-            if not block:
-                start = lineno
-            block.append(line.rstrip("\n"))
-            if len(block) == 6:
-                yield from _text_item(path, start, block)
-                block = []
-        if block:
-            yield Reject(f"{path}:{start}", f"incomplete item at end of file ({len(block)} of 6 lines)",
-                         "\n".join(block))
+    block: list[str | None] = []
+    start = 1
+    for lineno, line in iter_lines(path):
+        if not block:
+            start = lineno
+        block.append(None if line is None else line.rstrip("\r\n"))
+        if len(block) == 6:
+            yield from _text_item(path, start, block)
+            block = []
+    if block:
+        yield Reject(f"{path}:{start}", f"incomplete item at end of file ({len(block)} of 6 lines)",
+                     "\n".join(b or "" for b in block))
 
 
-def _text_item(path: Path, start: int, block: list[str]) -> list[Item]:
+def _text_item(path: Path, start: int, block: list[str | None]) -> list[Item]:
     where = f"{path}:{start}"
+    if any(line is None for line in block):
+        return [Reject(where, "not valid UTF-8", None)]
 
     def convert():
         gold = _gold(block[1].strip())
@@ -111,4 +112,4 @@ def _text_item(path: Path, start: int, block: list[str]) -> list[Item]:
         return make_group(f"hellaswag:{path.name.split('.')[0]}:{(start - 1) // 6}", block[0], block[2:6], gold,
                           {"index": (start - 1) // 6})
 
-    return guard(where, "\n".join(block), convert)
+    return guard(where, "\n".join(block), convert)  # type: ignore[arg-type]

@@ -110,3 +110,7 @@ def _print_metrics(m: dict, where: Path) -> None:
                           f"{d['skipped_response_too_long']} with a response longer than the window; "
                           f"truncated the context of {d['truncated_groups']} groups")
     console.print(f"metrics: {where}")
+
+
+if __name__ == "__main__":  # `accelerate launch -m hhhlab.train.cli train ...`
+    app()

@@ -52,12 +52,13 @@ class BBQ(MultipleChoiceEval):
     description = "BIG-bench bbq_lite_json: ambiguous / disambiguated accuracy and a label-free bias score"
 
     def load(self, ctx: EvalContext) -> list[Item]:
+        rels = [f"bigbench/bbq_lite_json/{sub}/task.json" for sub in SUBTASKS]
+        found = [(sub, find_local(ctx.data_dir, rel)) for sub, rel in zip(SUBTASKS, rels)]
+        found = [(sub, path) for sub, path in found if path is not None]
+        if not found:  # no hub copy keeps the ambig/disambig and polarity labels we need
+            raise missing("bbq", ctx.data_dir, rels[:1] + ["..."], None, None, FETCH_HINT)
         items = []
-        for sub in SUBTASKS:
-            rel = f"bigbench/bbq_lite_json/{sub}/task.json"
-            path = find_local(ctx.data_dir, rel)
-            if path is None:
-                raise missing("bbq", ctx.data_dir, [rel], None, None, FETCH_HINT)
+        for sub, path in found:
             _, examples = bigbench_examples(path)
             for i, ex in enumerate(examples):
                 comment = ex.get("comment") or {}

@@ -34,9 +34,9 @@ def build_cmd(
     if comment_regex:
         options.wiki_comment_regex = comment_regex
     report = build(source, input, output, options)
-    console.print(report.summary())
+    console.print(report.summary(), soft_wrap=True, markup=False)
     if report.rejected:
-        console.print(f"[yellow]{report.rejected} record(s) rejected:[/] see {report.rejects_path}")
+        console.print(f"[yellow]{report.rejected} record(s) rejected:[/] see {report.rejects_path}", soft_wrap=True)
         if strict:
             raise typer.Exit(2)
 

@@ -21,6 +21,15 @@ from hhhlab.models.load import load_model
 WORDS = ("the cat sat on a mat Human Assistant Paris capital France blue sky why is it that "
          "function return def add numbers quick brown fox lazy dog scattering").split()
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy 2-core machine they cost 10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 FP32_TOL = 1e-4
 BF16_TOL = 0.05  # per request summed log-prob, tiny models: bf16 engine vs bf16 naive forward
 

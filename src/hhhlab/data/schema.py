@@ -104,15 +104,22 @@ class PreferenceGroup(BaseModel):
         return str(key) if key is not None else normalize_text(self.context)
 
     def fingerprint(self) -> str:
-        """Content hash for de-duplication: same context and same scored responses, any order.
+        """Content hash for de-duplication: same context and same scored responses, in any order
+        and up to whitespace.
 
         ``metadata['group_id']`` and ``metadata['split']`` (a released split) are part of it:
         two equal items in different ETHICS groups are both needed for group accuracy, and an
         item in both a released test and test_hard set belongs to both evaluations."""
-        body = json.dumps([self.metadata.get("group_id"), self.metadata.get("split"), normalize_text(self.context),
-                           sorted([normalize_text(r), s] for r, s in zip(self.responses, self.scores))],
-                          ensure_ascii=False)
-        return hashlib.sha1(body.encode()).hexdigest()
+        h = hashlib.blake2b(digest_size=16)
+        for part in (str(self.metadata.get("group_id")), str(self.metadata.get("split")), _squash(self.context),
+                     *sorted(f"{s!r}\x1e{_squash(r)}" for r, s in zip(self.responses, self.scores))):
+            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\x1f")
+        return h.hexdigest()
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
 
 
 @dataclass(frozen=True)

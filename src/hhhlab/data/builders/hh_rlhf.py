@@ -18,7 +18,6 @@ Choices the data forces on us:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,11 +33,17 @@ def split_dialogue(chosen: str, rejected: str) -> tuple[str, str, str]:
     """``(context, chosen_reply, rejected_reply)``; DataError if they do not share a context."""
     if not isinstance(chosen, str) or not isinstance(rejected, str):
         raise DataError("'chosen' and 'rejected' must be strings")
-    common = os.path.commonprefix([chosen, rejected])
-    i = common.rfind(ASSISTANT)
-    if i < 0:
-        raise DataError("chosen and rejected share no dialogue up to an '\\n\\nAssistant:' turn")
-    cut = i + len(ASSISTANT)
+    # The last assistant turn inside the common prefix: walk chosen's turns from the end and take
+    # the first whose whole prefix rejected shares (string compares run in C; commonprefix did not).
+    end = len(chosen)
+    while True:
+        i = chosen.rfind(ASSISTANT, 0, end)
+        if i < 0:
+            raise DataError("chosen and rejected share no dialogue up to an '\\n\\nAssistant:' turn")
+        cut = i + len(ASSISTANT)
+        if rejected.startswith(chosen[:cut]):
+            break
+        end = i
     return chosen[:cut], chosen[cut:], rejected[cut:]
 
 

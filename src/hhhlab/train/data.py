@@ -57,7 +57,11 @@ def read_groups(path: str | Path, *, limit: int | None = None,
                 if isinstance(scores, list) and len(scores) >= 1 and len(set(map(_num, scores))) < 2:
                     stats.skipped_no_preference += 1
                     continue
-                out.append(parse_group(line, f"{path}:{lineno}"))
+                group = parse_group(line, f"{path}:{lineno}")
+                for i, r in enumerate(group.responses):
+                    if not r.strip():
+                        raise DataError(f"{path}:{lineno}: group {group.id!r}: response {i} is empty")
+                out.append(group)
                 stats.groups_read += 1
                 if limit and len(out) >= limit:
                     break

@@ -354,3 +354,18 @@ def test_unreadable_compressed_file_is_one_reject_and_the_build_goes_on(tmp_path
 def test_rejects_path():
     assert rejects_path_for(Path("/x/out.jsonl")) == Path("/x/out.rejects.jsonl")
     assert rejects_path_for(Path("/x/out.jsonl.gz")) == Path("/x/out.rejects.jsonl")
+
+
+def test_hub_input_through_datasets(tmp_path):
+    """``--input hf:NAME[:CONFIG][@SPLIT]`` streams rows with `datasets.load_dataset` (here a local
+    folder, as the tests have no hub); the same builder code turns them into groups."""
+    folder = tmp_path / "shp"
+    folder.mkdir()
+    (folder / "test.jsonl").write_text("\n".join([shp(), shp(score_A="x"), shp(score_B=10)]))
+    report, groups, rejects = run("reddit", f"hf:{folder}@test", tmp_path)
+    assert [g.responses for g in groups] == [[" Rayleigh scattering.", " Magic."]]
+    assert rejects[0]["where"] == f"hf:{folder}@test:1" and report.skipped == {"tie": 1}
+    with pytest.raises(DataError, match="Bad split"):
+        build("reddit", f"hf:{folder}@train", tmp_path / "o.jsonl")
+    with pytest.raises(DataError, match="reads its dump files"):
+        build("stackexchange", f"hf:{folder}", tmp_path / "o.jsonl")

@@ -146,8 +146,69 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str | None]]:
                 yield lineno, None
 
 
-def iter_jsonl_objects(path: Path) -> Iterator[tuple[str, Any] | Reject]:
-    """``(where, object)`` for each non-blank line of a JSON Lines file; bad JSON -> `Reject`."""
+@dataclass(frozen=True)
+class HubInput:
+    """``--input hf:NAME[:CONFIG][@SPLIT]``: rows of a Hugging Face dataset, streamed, instead of a
+    local file. CONFIG is a config name, or ``key=value[,key=value]`` keyword arguments of
+    ``datasets.load_dataset`` (``hf:Anthropic/hh-rlhf:data_dir=harmless-base@test``). NAME may be a
+    local folder of data files. Only the JSON-record builders accept it (``HUB_INPUT = True``).
+
+    It quacks like the `Path` of a file (``name``, ``stem``, ``parent.name``, ``suffixes``) so a
+    builder names its groups after it exactly as after a file."""
+
+    spec: str
+
+    def parts(self) -> tuple[str, str | None, str]:
+        body = self.spec.removeprefix("hf:")
+        body, _, split = body.partition("@")
+        name, _, config = body.partition(":") if not body.startswith("/") else (body, "", "")
+        if not name:
+            raise DataError(f"bad hub input {self.spec!r}: expected hf:NAME[:CONFIG][@SPLIT]")
+        return name, config or None, split or "train"
+
+    @property
+    def name(self) -> str:
+        name, config, split = self.parts()
+        return ".".join(p.strip("/").replace("/", "__") for p in (name, config or "", split) if p)
+
+    stem = name
+
+    @property
+    def parent(self) -> Path:
+        name, config, _ = self.parts()
+        return Path((config or name).split("=")[-1])
+
+    suffixes: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.spec
+
+    def load(self):
+        """The streaming dataset; DataError (naming the input) if it cannot be opened."""
+        import datasets
+
+        name, config, split = self.parts()
+        kwargs: dict[str, Any] = {}
+        if config and "=" in config:
+            kwargs = dict(kv.split("=", 1) for kv in config.split(","))
+            config = None
+        try:
+            ds = datasets.load_dataset(name, config, split=split, streaming=True, **kwargs)
+        except Exception as exc:  # the hub client raises many types: network, auth, missing files
+            raise DataError(f"cannot load {self.spec}: {type(exc).__name__}: {exc}") from None
+        return ds
+
+    def records(self) -> Iterator[tuple[str, Any]]:
+        for i, row in enumerate(self.load()):
+            yield f"{self.spec}:{i}", row
+
+
+def iter_jsonl_objects(path: Path | HubInput) -> Iterator[tuple[str, Any] | Reject]:
+    """``(where, object)`` for each non-blank line of a JSON Lines file (or each row of a
+    `HubInput`); bad JSON -> `Reject`."""
+    if isinstance(path, HubInput):
+        yield from path.records()
+        return
     for lineno, line in iter_lines(path):
         where = f"{path}:{lineno}"
         if line is None:
@@ -163,11 +224,13 @@ def iter_jsonl_objects(path: Path) -> Iterator[tuple[str, Any] | Reject]:
             yield Reject(where, "JSON nested too deeply", _clip(line))
 
 
-def input_files(path: Path, patterns: tuple[str, ...]) -> list[Path]:
+def input_files(path: Path | str, patterns: tuple[str, ...]) -> list[Path]:
     """The input: one file, or every file under a folder whose name matches ``patterns``.
 
     Sorted, so a build is deterministic. A folder with no matching file is an error (a wrong
     path should not build an empty dataset)."""
+    if str(path).startswith("hf:"):
+        return [HubInput(str(path))]  # type: ignore[list-item]
     path = Path(path)
     if path.is_file():
         return [path]
@@ -196,7 +259,13 @@ def build(source: str, input_path: Path, output: Path, options: BuildOptions | N
     module = get_builder(source)
     if hasattr(module, "check_options"):  # bad options fail before any output is written
         module.check_options(options)
-    files = input_files(Path(input_path), module.PATTERNS)
+    if str(input_path).startswith("hf:") and not getattr(module, "HUB_INPUT", False):
+        raise DataError(f"{source} reads its dump files; hf: input works for hh-rlhf, reddit, summarize, "
+                        "hellaswag, truthfulqa and code")
+    files = input_files(input_path, module.PATTERNS)
+    for f in files:
+        if isinstance(f, HubInput):
+            f.load()  # an unreachable or misnamed dataset is an error before any output is written
     output = Path(output)
     report = BuildReport(source, output, rejects_path_for(output), files=len(files))
     seen: set[bytes] = set()

@@ -43,6 +43,7 @@ from hhhlab.data.schema import PreferenceGroup
 from hhhlab.errors import DataError
 
 PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.json")
+HUB_INPUT = True  # --input hf:NAME[:CONFIG][@SPLIT] (see build.HubInput)
 MARKER = "__HHHLAB_ALL_TESTS_PASSED__"
 BATCH = 32  # problems whose programs run together (bounds memory; keeps the sandbox pool busy)
 

@@ -25,6 +25,7 @@ from hhhlab.data.schema import PreferenceGroup
 from hhhlab.errors import DataError
 
 PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.json", "*.txt", "*.txt.bz2", "*.txt.gz")
+HUB_INPUT = True  # --input hf:NAME[:CONFIG][@SPLIT] (see build.HubInput)
 
 
 def preprocess(text: str) -> str:

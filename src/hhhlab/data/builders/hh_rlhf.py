@@ -26,6 +26,7 @@ from hhhlab.data.schema import PreferenceGroup
 from hhhlab.errors import DataError
 
 PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.jsonl.bz2", "*.json", "*.json.gz")
+HUB_INPUT = True  # --input hf:NAME[:CONFIG][@SPLIT] (see build.HubInput)
 ASSISTANT = "\n\nAssistant:"
 
 

@@ -33,6 +33,7 @@ from hhhlab.data.schema import PreferenceGroup
 from hhhlab.errors import DataError
 
 PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.json", "*.json.gz", "*.jsonl.bz2")
+HUB_INPUT = True  # --input hf:NAME[:CONFIG][@SPLIT] (see build.HubInput)
 
 PAPER_SUBREDDITS = frozenset(s.lower() for s in (
     "tifu explainlikeimfive WritingPrompts changemyview LifeProTips todayilearned science askscience "

@@ -25,6 +25,7 @@ from hhhlab.data.schema import PreferenceGroup
 from hhhlab.errors import DataError
 
 PATTERNS = ("*.json", "*.jsonl", "*.json.gz", "*.jsonl.gz")
+HUB_INPUT = True  # --input hf:NAME[:CONFIG][@SPLIT] (see build.HubInput)
 
 
 def format_context(info: dict) -> str:

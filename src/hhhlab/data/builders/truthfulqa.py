@@ -23,6 +23,7 @@ from hhhlab.data.schema import PreferenceGroup
 from hhhlab.errors import DataError
 
 PATTERNS = ("*.csv", "*.jsonl", "*.jsonl.gz")
+HUB_INPUT = True  # --input hf:NAME[:CONFIG][@SPLIT] (see build.HubInput)
 
 
 def make_group(item_id: str, question: str, true: list[str], false: list[str], meta: dict) -> PreferenceGroup | Skip:

@@ -7,7 +7,8 @@ holds the source's own files (laid out like ``../shared/data``), and an optional
 ``test.jsonl``) that the user built already.
 
 Splits: ETHICS ships its own train and test files (we keep them: the paper reports the standard
-test set); every other source is split by context hash (`hhhlab.data.splits`), so a context is
+test set; where a copy lacks the train file, the standard test set is re-split by context and
+the sweep says so); every other source is split by context hash (`hhhlab.data.splits`), so a context is
 never both trained on and evaluated. The training subset of size N is a seeded shuffle of the
 train split, so a sweep at N=500 and one at N=5000 share their first 500 groups.
 """
@@ -56,6 +57,7 @@ class PreparedDataset:
     kind: str  # "ranked" or "binary" (the majority kind of its groups)
     n_train: int
     n_test: int
+    note: str = ""
 
 
 def parse_datasets(text: str) -> list[tuple[str, Path | None]]:
@@ -103,6 +105,7 @@ def prepare_dataset(
     cache.mkdir(parents=True, exist_ok=True)
     train_path, test_path = cache / f"train-{train_size}-s{seed}.jsonl", cache / f"test-{eval_size}.jsonl"
     spec = KNOWN.get(name) if path is None else None
+    note = ""
     if path is not None and path.is_dir():
         train_src: list[PreferenceGroup] = list(read_jsonl(path / "train.jsonl"))
         test_src: list[PreferenceGroup] = list(read_jsonl(path / "test.jsonl"))
@@ -111,10 +114,15 @@ def prepare_dataset(
         if path is not None and not path.exists():
             raise DataError(f"dataset {name!r}: {path} does not exist")
         train_src, test_src = [], []
-        for g in read_jsonl(source):
-            if spec and spec.subset and g.metadata.get("subset") != spec.subset:
-                continue
-            if spec and spec.own_splits:
+        groups = [g for g in read_jsonl(source)
+                  if not (spec and spec.subset and g.metadata.get("subset") != spec.subset)]
+        own = bool(spec and spec.own_splits)
+        if own and not any(g.metadata.get("split") == "train" for g in groups):
+            # e.g. a copy without ETHICS' train file: re-split the standard test set by context
+            own, note = False, "no train split in the source: its standard test set re-split 80/20 by context"
+            groups = [g for g in groups if g.metadata.get("split") == "test"]
+        for g in groups:
+            if own:
                 split = str(g.metadata.get("split", ""))
                 split = "train" if split == "train" else "test" if split == "test" else "other"
             else:
@@ -135,4 +143,4 @@ def prepare_dataset(
         write_jsonl(test, test_path)
     kinds = [g.kind for g in train + test]
     kind = max(set(kinds), key=kinds.count)
-    return PreparedDataset(name, train_path, test_path, kind, len(train), len(test))
+    return PreparedDataset(name, train_path, test_path, kind, len(train), len(test), note)

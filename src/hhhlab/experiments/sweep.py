@@ -125,7 +125,8 @@ def run_sweep(
             on_cell(cell, summary, False)
     results = {
         "config": cfg.model_dump(),
-        "datasets": {n: {"kind": d.kind, "n_train": d.n_train, "n_test": d.n_test} for n, d in datasets.items()},
+        "datasets": {n: {"kind": d.kind, "n_train": d.n_train, "n_test": d.n_test, "note": d.note}
+                     for n, d in datasets.items()},
         "cells": [{"model": c.model, "objective": c.objective, "dataset": c.dataset, **done[c.key]} for c in cells],
         "gains": pm_minus_il(cells, done),
     }

@@ -18,7 +18,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +51,7 @@ def count_input_records(source: str, path: Path) -> int:
 
 def run_build(source: str, inp: Path, out: Path) -> dict:
     proc = subprocess.run([sys.executable, "-c", CHILD, source, str(inp), str(out)], capture_output=True, text=True,
-                          cwd=ROOT)
+                          cwd=ROOT, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"build of {source} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -68,7 +67,7 @@ def synthetic_dump(src: Path, copies: int, dest: Path) -> None:
         for c in range(copies):
             off = c * 10_000_000
             for row in rows:
-                row = shift.sub(lambda m: f'{m.group(1)}="{int(m.group(2)) + off}"', row)
+                row = shift.sub(lambda m, off=off: f'{m.group(1)}="{int(m.group(2)) + off}"', row)
                 f.write(row.replace(' Body="', f' Body="(copy {c}) ', 1) + "\n")
         f.write("</posts>\n")
 

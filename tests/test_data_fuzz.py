@@ -7,12 +7,11 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_data_builders import BAD_TEXT, GOOD_TEXT, SE_XML, comparison, shp, wiki_xml  # noqa: F401
 
 from hhhlab.data.build import BuildOptions, build, rejects_path_for
 from hhhlab.data.builders import SOURCES
 from hhhlab.errors import DataError
-
-from test_data_builders import BAD_TEXT, GOOD_TEXT, SE_XML, comparison, shp, wiki_xml  # noqa: F401
 
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                       HealthCheck.too_slow])

@@ -42,6 +42,7 @@ import hashlib
 import io
 import json
 import lzma
+import math
 import os
 import random
 from collections.abc import Iterable, Iterator
@@ -79,7 +80,7 @@ class PreferenceGroup(BaseModel):
     @classmethod
     def _scores_finite(cls, scores: list[float]) -> list[float]:
         for i, s in enumerate(scores):
-            if s != s or s in (float("inf"), float("-inf")):
+            if not math.isfinite(s):
                 raise ValueError(f"score {i} is not finite: {s}")
         return scores
 

@@ -136,7 +136,7 @@ def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
         i = index
         index += 1
 
-        def convert(row=row, i=i, where=where):
+        def convert(row=row, i=i, header=header):
             if subset == "utilitarianism":
                 if len(row) != 2:
                     raise DataError(f"expected 2 columns (more pleasant, less pleasant), got {len(row)}")

@@ -20,7 +20,15 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, iter_jsonl_objects, iter_lines
+from hhhlab.data.build import (
+    BuildOptions,
+    Item,
+    Reject,
+    Skip,
+    guard,
+    iter_jsonl_objects,
+    iter_lines,
+)
 from hhhlab.data.schema import PreferenceGroup
 from hhhlab.errors import DataError
 

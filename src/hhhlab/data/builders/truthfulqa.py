@@ -13,7 +13,6 @@ are true/false, not a ranking. A question with no true or no false answer is ski
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,7 +79,7 @@ def _csv_file(path: Path) -> Iterator[Item]:
         i = index
         index += 1
 
-        def convert(row=row, i=i):
+        def convert(row=row, i=i, header=header):
             if len(row) != len(header):
                 raise DataError(f"expected {len(header)} columns, got {len(row)}")
             rec = dict(zip(header, row))

@@ -33,7 +33,11 @@ def build_cmd(
                            code_samples=code_samples, code_timeout_s=timeout_s)
     if comment_regex:
         options.wiki_comment_regex = comment_regex
-    report = build(source, input, output, options)
+    def progress(r) -> None:  # long dumps: a heartbeat every 100k groups
+        if r.written % 100_000 == 0:
+            console.print(f"{r.written:,} groups, {r.rejected:,} rejected ...", soft_wrap=True)
+
+    report = build(source, input, output, options, progress=progress)
     console.print(report.summary(), soft_wrap=True, markup=False)
     if report.rejected:
         console.print(f"[yellow]{report.rejected} record(s) rejected:[/] see {report.rejects_path}", soft_wrap=True)

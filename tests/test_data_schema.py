@@ -161,3 +161,26 @@ def test_unicode_line_separators_stay_inside_one_line(tmp_path):
     write_jsonl([g], path)
     assert len(path.read_text(encoding="utf-8").splitlines()) == 1
     assert list(read_jsonl(path)) == [g]
+
+
+@settings(max_examples=100, deadline=None)
+@given(g=groups(kind="ranked"), good=st.sampled_from(["GOOD: ", "GOOD:"]), bad=st.sampled_from(["BAD: ", "BAD:"]))
+def test_binarize_properties(g, good, bad):
+    for p in pairs(g):
+        first, second = binarize(p, good=good, bad=bad)
+        a, b = p.context + p.chosen, p.context + p.rejected
+        assert first.responses == [good + a, bad + a] and second.responses == [bad + b, good + b]
+        assert pairs(first)[0].chosen == good + a and pairs(second)[0].chosen == bad + b
+        assert first.split_key == second.split_key and first.id != second.id
+        assert first.metadata["binarized_from"] == g.id
+
+
+@settings(max_examples=200, deadline=None)
+@given(u=st.integers(-10**6, 10**6), v=st.integers(-10**6, 10**6))
+def test_answer_score_is_monotone_and_accepted_adds_one(u, v):
+    from hhhlab.data.builders.stackexchange import answer_score
+
+    lo, hi = sorted((u, v))
+    assert answer_score(lo, False) <= answer_score(hi, False)
+    assert answer_score(u, True) == answer_score(u, False) + 1
+    assert answer_score(u, False) >= -1

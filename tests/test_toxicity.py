@@ -248,3 +248,49 @@ def test_default_model_on_real_prompts(shared_data):
             assert len(r["scores"]) == 25
             if cond == "prompt":
                 assert not any("Human:" in s or "-----" in s for s in r["samples"])
+
+
+def test_detoxify_release_checkpoint_loads_weights_only(tmp_path):
+    """Detoxify's own ``.ckpt`` layout ({"state_dict": {"model.<key>": tensor}, "config": {...}}),
+    here with a tiny RoBERTa and its config/tokenizer folder standing in for roberta-base."""
+    import torch
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    from hhhlab.models.tiny import tiny_tokenizer
+
+    classes = ["toxicity", "severe_toxicity", "obscene", "identity_attack"]
+    cfg = RobertaConfig(
+        vocab_size=512,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=80,
+        pad_token_id=0,
+    )
+    cfg.save_pretrained(tmp_path / "roberta-base")
+    tiny_tokenizer().save_pretrained(tmp_path / "roberta-base")
+    torch.manual_seed(0)
+    model = RobertaForSequenceClassification(
+        RobertaConfig(**{**cfg.to_dict(), "num_labels": len(classes)})
+    )
+    with torch.no_grad():
+        model.classifier.out_proj.weight.zero_()
+        model.classifier.out_proj.bias.copy_(torch.tensor([-2.0, 3.0, 3.0, 3.0]))
+    ckpt = {
+        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        "config": {
+            "arch": {"args": {"model_type": "roberta-base"}},
+            "dataset": {"args": {"classes": classes}},
+        },
+    }
+    torch.save(ckpt, tmp_path / "toxic_debiased.ckpt")
+    clf = load_classifier(
+        f"detoxify:{tmp_path / 'toxic_debiased.ckpt'},tokenizer={tmp_path / 'roberta-base'}"
+    )
+    assert clf.label_index == 0
+    assert np.allclose(clf.score(["some text"]), 1 / (1 + np.exp(2.0)), atol=1e-4)
+    no_classes = {"state_dict": ckpt["state_dict"], "config": {}}
+    torch.save(no_classes, tmp_path / "bare.ckpt")
+    with pytest.raises(ModelLoadError, match="output classes"):
+        load_classifier(f"detoxify:{tmp_path / 'bare.ckpt'},tokenizer={tmp_path / 'roberta-base'}")

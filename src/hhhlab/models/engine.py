@@ -200,18 +200,22 @@ class Engine:
         results: list[ScoreResult | None] = [None] * len(pairs)
         from tqdm.auto import tqdm
 
+        pending = []  # device tensors: no host sync per batch, so the GPU never waits for Python
         with tqdm(total=len(pairs), desc=desc, disable=not self.progress, leave=False) as bar:
             for group, batch in self._score_batches(pairs):
                 logits, targets = self._continuation_logits(pairs, group, batch)
-                self._collect(pairs, batch, logits, targets, truncated, results)
+                token_lp = F.log_softmax(logits, dim=-1).gather(-1, targets[:, None])[:, 0]
+                pending.append((batch, token_lp, logits.argmax(-1) == targets))
                 bar.update(len(batch))
+        for batch, token_lp, greedy in pending:
+            self._collect(pairs, batch, token_lp.cpu(), greedy.cpu(), truncated, results)
         return results  # type: ignore[return-value]
 
     def plan(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[PrefixGroup]:
         """Which requests share which prefix (exposed for benchmarks and tests)."""
         if self.runner is None or not self.prefix_reuse:
             return [PrefixGroup(0, list(range(len(pairs))))] if pairs else []
-        shareable = [(ctx + cont)[: len(ctx) - 1] for ctx, cont in pairs]
+        shareable = [ctx[:-1] for ctx, _ in pairs]  # the last context token must run: it predicts
         lengths = [len(ctx) + len(cont) for ctx, cont in pairs]
         return plan_prefix_groups(shareable, lengths, min_prefix=self.min_prefix,
                                   group_overhead=self.prefix_overhead)
@@ -222,8 +226,8 @@ class Engine:
             p = group.prefix_len
             prefix = None
             if p:
-                ctx, cont = pairs[group.members[0]]
-                prefix = self.runner.encode_prefix((ctx + cont)[:p], self.device)
+                ctx = pairs[group.members[0]][0]
+                prefix = self.runner.encode_prefix(ctx[:p], self.device)
             members = sorted(group.members, key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
             for start in range(0, len(members), self.batch_size):
                 yield (p, prefix), members[start : start + self.batch_size]
@@ -231,12 +235,10 @@ class Engine:
     def _continuation_logits(self, pairs, group: tuple[int, PrefixKV | None], batch: list[int]):
         """Float32 logits at every continuation position of the batch, flattened, and targets."""
         p, prefix = group
-        seqs = [(pairs[i][0] + pairs[i][1])[p:] for i in batch]
+        seqs = [pairs[i][0][p:] + pairs[i][1] for i in batch]
         width = max(len(s) for s in seqs)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        for row, s in enumerate(seqs):
-            ids[row, : len(s)] = torch.tensor(s)
+        ids = [s + [pad] * (width - len(s)) for s in seqs]
         rows, cols, targets = [], [], []
         for row, i in enumerate(batch):
             ctx, cont = pairs[i]
@@ -244,24 +246,27 @@ class Engine:
             rows += [row] * len(cont)
             cols += range(start, start + len(cont))
             targets += cont
+        # One host-to-device copy, asynchronous from pinned memory: a pageable copy would wait for
+        # the GPU to finish the previous batch, and the CPU could not queue this one meanwhile.
+        host = torch.tensor([t for s in ids for t in s] + rows + cols + targets, dtype=torch.long)
         dev = self.device
-        rows_t, cols_t = torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)
-        ids = ids.to(dev)
+        if dev.type == "cuda":
+            host = host.pin_memory().to(dev, non_blocking=True)
+        n_ids, n = len(seqs) * width, len(rows)
+        ids_t = host[:n_ids].view(len(seqs), width)
+        rows_t, cols_t, targets_t = host[n_ids : n_ids + n], host[n_ids + n : n_ids + 2 * n], host[n_ids + 2 * n :]
         if self.runner is not None:
             positions = (p + torch.arange(width, device=dev))[None].expand(len(seqs), width)
-            hidden, _ = self.runner.forward(ids, positions, prefix=prefix)
+            hidden, _ = self.runner.forward(ids_t, positions, prefix=prefix)
             logits = self.runner.lm_head(hidden[rows_t, cols_t]).float()
         else:
-            mask = torch.zeros_like(ids)
-            for row, s in enumerate(seqs):
-                mask[row, : len(s)] = 1
-            logits = self.model(input_ids=ids, attention_mask=mask).logits[rows_t, cols_t].float()
-        return logits, torch.tensor(targets, device=dev)
+            lengths = torch.tensor([len(s) for s in seqs], device=dev)
+            mask = (torch.arange(width, device=dev)[None] < lengths[:, None]).long()
+            logits = self.model(input_ids=ids_t, attention_mask=mask).logits[rows_t, cols_t].float()
+        return logits, targets_t
 
     @staticmethod
-    def _collect(pairs, batch, logits, targets, truncated, results) -> None:
-        token_lp = F.log_softmax(logits, dim=-1).gather(-1, targets[:, None])[:, 0].cpu()
-        greedy = (logits.argmax(-1) == targets).cpu()
+    def _collect(pairs, batch, token_lp, greedy, truncated, results) -> None:
         start = 0
         for i in batch:
             n = len(pairs[i][1])

@@ -139,7 +139,9 @@ class BlockRunner:
         ids = torch.tensor([tokens], device=device)
         positions = torch.arange(len(tokens), device=device)[None]
         _, kvs = self.forward(ids, positions, collect=True)
-        return PrefixKV(tokens=list(tokens), keys=[k[0] for k, _ in kvs], values=[v[0] for _, v in kvs])
+        # Contiguous once here, rather than copied by the attention kernels for every batch.
+        return PrefixKV(tokens=list(tokens), keys=[k[0].contiguous() for k, _ in kvs],
+                        values=[v[0].contiguous() for _, v in kvs])
 
     def new_cache(self, batch: int, slots: int, device: torch.device, dtype: torch.dtype) -> SelfCache:
         shape = (batch, self.num_kv_heads, slots, self.head_dim)

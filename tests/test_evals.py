@@ -415,3 +415,22 @@ def test_data_fetch_is_registered_on_the_data_app():
 
     res = CliRunner().invoke(app, ["data", "fetch", "--help"])
     assert res.exit_code == 0 and "bigbench" in res.output
+
+
+BF16_BOUND = 0.05  # nats per request: bf16 logits are rounded to 8 mantissa bits (docs/evals.md)
+
+
+def test_bf16_logprobs_stay_within_the_stated_bound_across_batch_sizes(data_dir):
+    from hhhlab.models.load import load_model
+
+    lm = load_model("tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2", dtype="bfloat16")
+    for name in ("hhh_alignment", "lambada"):
+        outs = [run_eval(get_eval(name), _ctx(lm, data_dir, batch_size=bs), model="t") for bs in (1, 7, 32)]
+        for o in outs[1:]:
+            for item_id, res in o.results.items():
+                ref = outs[0].results[item_id]
+                for field in ("logprobs", "null_logprobs"):
+                    if field in res:
+                        assert res[field] == pytest.approx(ref[field], abs=BF16_BOUND)
+                if "logprob" in res:
+                    assert res["logprob"] == pytest.approx(ref["logprob"], abs=BF16_BOUND)

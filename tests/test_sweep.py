@@ -69,6 +69,9 @@ def test_resume_skips_finished_cells_and_never_duplicates(tmp_path, data_files):
     gains = {(g["dataset"], g["model"]): g["gain"] for g in first["gains"]}
     assert gains[("arith", "tiny:llama,layers=2")] == pytest.approx(0.05)
     assert all(g["gain_ci"][0] < g["gain"] < g["gain_ci"][1] for g in first["gains"])
+    # changed settings never reuse the old run's cells
+    run_sweep(cfg.model_copy(update={"lr": 2e-3}), store=store, train_fn=fake_train)
+    assert len(calls) == 16 and len(store.runs("sweep_objectives")) == 2
     kinds = {d: v["kind"] for d, v in first["datasets"].items()}
     assert kinds == {"arith": "ranked", "parity": "binary"}
     for fig in first["figures"]:

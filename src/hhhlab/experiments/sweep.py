@@ -14,6 +14,8 @@ one colour and binary in another, plus their means (Fig 3).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Callable
@@ -24,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hhhlab.experiments.datasets import PreparedDataset, parse_datasets, prepare_dataset
 from hhhlab.models.load import expand_model_list
-from hhhlab.store import ResultsStore, atomic_write_json
+from hhhlab.errors import HHHLabError
+from hhhlab.store import ResultsStore, atomic_write_json, read_json
 
 
 class SweepConfig(BaseModel):
@@ -41,6 +44,8 @@ class SweepConfig(BaseModel):
     data_dir: str | None = Field(None, description="local copies of the sources, laid out like shared/data")
     epochs: float = 1.0
     max_steps: int | None = None
+    checkpoint_every: int = Field(100, ge=1, description="training checkpoint every N steps: a killed cell "
+                                                          "resumes from its last one")
     batch_size: int = 8
     lr: float = 1e-5
     max_length: int = 512
@@ -79,6 +84,7 @@ def cell_config(cfg: SweepConfig, cell: Cell, data: PreparedDataset):
     return TrainConfig(
         model=cell.model, objective=cell.objective, train=str(data.train), eval=str(data.test),
         output=str(Path(cfg.output) / "cells" / cell.slug()), epochs=cfg.epochs, max_steps=cfg.max_steps,
+        checkpoint_every=cfg.checkpoint_every,
         batch_size=cfg.batch_size, lr=cfg.lr, max_length=cfg.max_length, dtype=cfg.dtype, lora=cfg.lora,
         seed=cfg.seed, progress=cfg.progress, record_run=False,
     )
@@ -101,8 +107,13 @@ def run_sweep(
     train_fn = train_fn or train_and_evaluate
     out = Path(cfg.output)
     store = store or ResultsStore()
-    run_id = "sweep-" + re.sub(r"[^A-Za-z0-9]+", "-", str(out.resolve()))[-60:].strip("-")
+    # One store run per (output dir, settings): rerunning resumes it; changed settings start a new
+    # run rather than mixing in stale cells (each cell's own training cache is keyed by its config).
+    settings = json.dumps(cfg.model_dump(exclude={"progress"}), sort_keys=True)
+    digest = hashlib.sha1(settings.encode()).hexdigest()[:10]
+    run_id = "sweep-" + re.sub(r"[^A-Za-z0-9]+", "-", str(out.resolve()))[-48:].strip("-") + "-" + digest
     run = store.create_run("sweep_objectives", cfg.model_dump(), name=out.name, run_id=run_id)
+    _check_same_settings(cfg, run.path / "config.json")
     data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
     datasets = {
         name: prepare_dataset(name, path, data_dir=data_dir, cache=out / "data", train_size=cfg.train_size,
@@ -137,6 +148,28 @@ def run_sweep(
     run.finish({"n_cells": len(cells), "gains": results["gains"], "figures": results["figures"]})
     atomic_write_json(out / "sweep.json", results)
     return results
+
+
+# Settings that do not change a cell's result: a resumed sweep may change them.
+NOT_RESULT_FIELDS = {"progress", "checkpoint_every"}
+
+
+def _check_same_settings(cfg: SweepConfig, saved_path: Path) -> None:
+    """A sweep directory resumes only under the settings that produced its finished cells: with
+    others (more steps, another dataset file under the same name, ...) its cached cells and data
+    splits would be silently reused as if they answered the new question."""
+    if not saved_path.exists():
+        return
+    saved = read_json(saved_path)
+    if not isinstance(saved, dict):
+        raise HHHLabError(f"{saved_path}: expected the sweep's settings (a JSON object)")
+    now = cfg.model_dump()
+    diff = {k: (saved[k], v) for k, v in now.items()
+            if k in saved and k not in NOT_RESULT_FIELDS and saved[k] != v}
+    if diff:
+        listed = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in diff.items())
+        raise HHHLabError(f"{cfg.output} holds a sweep run with other settings ({listed}); resume it with the "
+                          "same settings or give another --output")
 
 
 def pm_minus_il(cells: list[Cell], done: dict[str, dict]) -> list[dict]:

@@ -25,6 +25,8 @@ def objectives_cmd(
     data_dir: Path = typer.Option(None, help="local copies of the sources, laid out like shared/data"),
     epochs: float = typer.Option(1.0),
     max_steps: int = typer.Option(None, help="optimizer steps per cell (default: epochs)"),
+    checkpoint_every: int = typer.Option(100, help="training checkpoint every N steps (a killed cell resumes "
+                                                   "from its last one)"),
     batch_size: int = typer.Option(8),
     lr: float = typer.Option(1e-5),
     max_length: int = typer.Option(512),
@@ -33,12 +35,17 @@ def objectives_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """IL vs PM on each dataset across model sizes: table, sweep.json, the paper's Figs 3, 14, 15."""
-    from hhhlab.experiments.sweep import SweepConfig, run_sweep
+    from pydantic import ValidationError
 
-    cfg = SweepConfig(models=models, objectives=objectives, datasets=datasets, train_size=train_size,
-                      eval_size=eval_size, output=str(output), data_dir=str(data_dir) if data_dir else None,
-                      epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, max_length=max_length,
-                      dtype=dtype, lora=lora, seed=seed)
+    from hhhlab.experiments.sweep import SweepConfig, invalid, run_sweep
+
+    try:
+        cfg = SweepConfig(models=models, objectives=objectives, datasets=datasets, train_size=train_size,
+                          eval_size=eval_size, output=str(output), data_dir=str(data_dir) if data_dir else None,
+                          epochs=epochs, max_steps=max_steps, checkpoint_every=checkpoint_every,
+                          batch_size=batch_size, lr=lr, max_length=max_length, dtype=dtype, lora=lora, seed=seed)
+    except ValidationError as exc:
+        raise invalid(exc, "sweep settings") from None
 
     def on_cell(cell, summary, cached):
         state = "cached" if cached else "done"

@@ -16,6 +16,7 @@ train split, so a sweep at N=500 and one at N=5000 share their first 500 groups.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,9 @@ class PreparedDataset:
     note: str = ""
 
 
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
 def parse_datasets(text: str) -> list[tuple[str, Path | None]]:
     """``"hellaswag,mine=/x/groups.jsonl"`` -> [("hellaswag", None), ("mine", Path("/x/groups.jsonl"))]."""
     out: list[tuple[str, Path | None]] = []
@@ -67,8 +71,17 @@ def parse_datasets(text: str) -> list[tuple[str, Path | None]]:
         if not raw:
             continue
         name, sep, path = raw.partition("=")
+        name = name.strip()
+        if sep and not _NAME.fullmatch(name):
+            # the name becomes a cache folder and part of each cell's key in the results store
+            raise DataError(f"dataset name {name!r} in {raw!r}: use letters, digits, '_', '-' or '.' "
+                            "(NAME=PATH)")
+        if any(name == seen for seen, _ in out):
+            raise DataError(f"dataset {name!r} is given twice in {text!r}")
         if sep:
-            out.append((name.strip(), Path(path.strip()).expanduser()))
+            if not path.strip():
+                raise DataError(f"dataset {name!r}: no path after '=' (NAME=PATH)")
+            out.append((name, Path(path.strip()).expanduser()))
         elif name in KNOWN:
             out.append((name, None))
         else:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hhhlab.experiments.datasets import PreparedDataset, parse_datasets, prepare_dataset
 from hhhlab.models.load import expand_model_list
@@ -90,6 +90,31 @@ def cell_config(cfg: SweepConfig, cell: Cell, data: PreparedDataset):
     )
 
 
+def invalid(exc: ValidationError, where: str) -> HHHLabError:
+    """A pydantic error as one line naming each bad field (the CLI prints it without a traceback)."""
+    reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+    return HHHLabError(f"invalid {where}: {reasons}")
+
+
+def check_grid(cfg: SweepConfig) -> tuple[list[str], list[str]]:
+    """The sweep's models and objectives (duplicates dropped), every cell's training settings
+    validated before anything is built or trained: bad input fails at once, not at cell 7."""
+    models = list(dict.fromkeys(cfg.model_list()))
+    objectives = list(dict.fromkeys(cfg.objective_list()))
+    if not models:
+        raise HHHLabError(f"--models {cfg.models!r} names no model")
+    if not objectives:
+        raise HHHLabError(f"--objectives {cfg.objectives!r} names no objective (imitation, preference, classifier)")
+    probe = PreparedDataset("probe", Path("train.jsonl"), Path("test.jsonl"), "ranked", 0, 0)
+    for m in models:
+        for o in objectives:
+            try:
+                cell_config(cfg, Cell(m, o, "probe"), probe)
+            except ValidationError as exc:
+                raise invalid(exc, f"sweep settings for the {o} cell of {m}") from None
+    return models, objectives
+
+
 SUMMARY_KEYS = ("accuracy", "accuracy_ci", "n_eval", "group_accuracy", "group_accuracy_ci", "ece",
                 "non_embedding_params", "train_steps", "train_seconds", "pairs_per_s", "final_train_loss")
 
@@ -106,6 +131,7 @@ def run_sweep(
 
     train_fn = train_fn or train_and_evaluate
     out = Path(cfg.output)
+    models, objectives = check_grid(cfg)
     store = store or ResultsStore()
     # One store run per (output dir, settings): rerunning resumes it; changed settings start a new
     # run rather than mixing in stale cells (each cell's own training cache is keyed by its config).
@@ -121,7 +147,7 @@ def run_sweep(
         for name, path in parse_datasets(cfg.datasets)
     }
     done = run.items()
-    cells = [Cell(m, o, d) for d in datasets for o in cfg.objective_list() for m in cfg.model_list()]
+    cells = [Cell(m, o, d) for d in datasets for o in objectives for m in models]
     for cell in cells:
         if cell.key in done:
             if on_cell:

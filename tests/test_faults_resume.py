@@ -1,0 +1,208 @@
+"""Kill and resume (issue 6, item 3): the real ``hhhlab`` CLI in a subprocess, SIGKILLed at seeded
+random points (after a random delay, or as soon as the results store holds a random number of
+items), then resumed, must end with the result of an uninterrupted run, and the results store
+must hold every item exactly once in one run.
+
+Training's kill/resume (also across process counts) is in tests/test_train_distributed.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_evals import PROMPT, make_data
+
+CLI = [sys.executable, "-c", "from hhhlab.cli import main; main()"]
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def stored_items(home: Path, kind: str | None = None) -> dict[str, dict[str, str]]:
+    """run_id -> {item key -> raw JSON value}, read straight from the SQLite index (no hhhlab code),
+    so a duplicated run or a lost item shows up whatever the store's API does."""
+    db = home / "runs.sqlite"
+    if not db.exists():
+        return {}
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        runs = [r for (r,) in con.execute("SELECT run_id FROM runs" + (" WHERE kind=?" if kind else ""),
+                                          (kind,) if kind else ())]
+        out: dict[str, dict[str, str]] = {r: {} for r in runs}
+        for run_id, key, value in con.execute("SELECT run_id, key, value FROM items"):
+            out.setdefault(run_id, {})[key] = value
+        return out
+    except sqlite3.OperationalError:  # the schema is being created right now
+        return {}
+    finally:
+        con.close()
+
+
+def n_items(home: Path) -> int:
+    return sum(len(v) for v in stored_items(home).values())
+
+
+def start(args: list[str], home: Path) -> subprocess.Popen:
+    env = {**os.environ, "HHHLAB_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text[-3000:]
+    return text
+
+
+def kill_at_random_points(args: list[str], home: Path, total: int, *, kills: int, seed: int,
+                          max_delay: float) -> list[tuple[str, int, float]]:
+    """Run ``args`` ``kills`` times, each killed with SIGKILL either after a random delay or when the
+    store first holds a random number of items beyond what it held; returns (how, items at kill)."""
+    rng = random.Random(seed)
+    log: list[tuple[str, int]] = []
+    for attempt in range(kills):
+        before = n_items(home)
+        if before >= total:
+            break
+        by_items = attempt == 0 or rng.random() < 0.5  # the first kill always lands mid-run
+        target = before + rng.randint(1, max(1, total - before - 1))
+        deadline = time.monotonic() + rng.uniform(0.5, max_delay)
+        t0 = time.monotonic()
+        proc = start(args, home)
+        while proc.poll() is None:
+            now = n_items(home)
+            if (by_items and now >= target) or (not by_items and time.monotonic() >= deadline):
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                log.append(("items" if by_items else "delay", n_items(home), round(time.monotonic() - t0, 1)))
+                break
+            time.sleep(0.01)
+        else:
+            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            assert proc.returncode == 0, out[-3000:]
+            log.append(("finished", n_items(home), round(time.monotonic() - t0, 1)))
+        if proc.stdout:
+            proc.stdout.close()
+    return log
+
+
+def assert_close(got, want, path: str = "", rel: float = 1e-4, abs_: float = 1e-4) -> None:
+    """Recursive equality with a float tolerance (resumed items are scored in other batches)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), f"{path}: keys {sorted(got)} != {sorted(want)}"
+        for k in want:
+            assert_close(got[k], want[k], f"{path}.{k}", rel, abs_)
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), f"{path}: {got} != {want}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_close(g, w, f"{path}[{i}]", rel, abs_)
+    elif isinstance(want, float) and not isinstance(want, bool):
+        assert isinstance(got, (int, float)), f"{path}: {got!r} != {want!r}"
+        assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=rel, abs=abs_), \
+            f"{path}: {got} != {want}"
+    else:
+        assert got == want, f"{path}: {got!r} != {want!r}"
+
+
+def check_store(home: Path, ref_home: Path, kind: str) -> None:
+    """One run of ``kind`` holding exactly the reference run's item keys, with the same values."""
+    got, want = stored_items(home, kind), stored_items(ref_home, kind)
+    assert len(want) == 1, want.keys()
+    assert len(got) == 1, f"resuming created {len(got)} {kind} runs: {sorted(got)}"
+    (got_items,), (want_items,) = got.values(), want.values()
+    assert sorted(got_items) == sorted(want_items), (
+        f"lost {sorted(set(want_items) - set(got_items))[:5]}, extra {sorted(set(got_items) - set(want_items))[:5]}")
+    for key in want_items:
+        assert_close(json.loads(got_items[key]), json.loads(want_items[key]), key)
+    con = sqlite3.connect(home / "runs.sqlite")
+    try:
+        (status,), = con.execute("SELECT status FROM runs WHERE kind=?", (kind,)).fetchall()
+        (n_rows,), = con.execute("SELECT COUNT(*) FROM items").fetchall()
+    finally:
+        con.close()
+    assert status == "finished" and n_rows == len(want_items)
+
+
+# -- eval ---------------------------------------------------------------------------------------
+N_LAMBADA = 70  # > 1 chunk of 64 items: kills land between and inside the store's write bursts
+
+
+@pytest.fixture(scope="module")
+def eval_data(tmp_path_factory) -> tuple[Path, Path]:
+    root = make_data(tmp_path_factory.mktemp("faultdata"))
+    rng = random.Random(7)
+    words = ["mat", "dog", "sun", "tree", "blue", "four", "house", "river", "bread", "stone"]
+    rows = [{"context": " ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) + " the",
+             "continuation": rng.choice(words)} for _ in range(N_LAMBADA)]
+    (root / "lambada" / "lambada_openai.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prompt = root / "prompt.txt"
+    prompt.write_text(PROMPT)
+    return root, prompt
+
+
+def eval_args(data: Path, prompt: Path, out: Path) -> list[str]:
+    return ["eval", "--model", "tiny:llama,layers=1,hidden=32,heads=2", "--evals", "lambada,hhh_alignment,truthfulqa_mc1",
+            "--condition", "plain,prompt", "--data-dir", str(data), "--prompt", str(prompt), "--batch-size", "8",
+            "--dtype", "float32", "--device", "cpu", "--no-progress", "--resume", "--output", str(out)]
+
+
+EVAL_TOTAL = 2 * (N_LAMBADA + 6 + 3)  # conditions x (lambada + hhh + truthfulqa items)
+
+
+def reference_run(args: list[str], home: Path, monkeypatch) -> None:
+    """The uninterrupted run, in-process (saves one interpreter start-up; same code path)."""
+    from typer.testing import CliRunner
+
+    from hhhlab.cli import app
+
+    with monkeypatch.context() as m:
+        m.setenv("HHHLAB_HOME", str(home))
+        res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+
+
+def _run_eval_kill_test(eval_data, tmp_path, monkeypatch, kills: int, seed: int) -> list:
+    data, prompt = eval_data
+    ref_home, home = tmp_path / "ref_home", tmp_path / "home"
+    ref_out, out = tmp_path / "ref.json", tmp_path / "out.json"
+    reference_run(eval_args(data, prompt, ref_out), ref_home, monkeypatch)
+    assert n_items(ref_home) == EVAL_TOTAL
+
+    log = kill_at_random_points(eval_args(data, prompt, out), home, EVAL_TOTAL, kills=kills, seed=seed,
+                                max_delay=20.0)
+    assert any(how != "finished" and 0 < n < EVAL_TOTAL for how, n, _ in log), f"no kill landed mid-run: {log}"
+    t0 = time.monotonic()
+    text = finish(start(eval_args(data, prompt, out), home))
+    print(f"kills {log}; final resume {time.monotonic() - t0:.1f}s")
+    assert "resuming run" in text
+
+    want, got = json.loads(ref_out.read_text()), json.loads(out.read_text())
+    key = lambda r: (r["model"], r["condition"], r["variant"], r["eval"])  # noqa: E731
+    assert sorted(map(key, got["results"])) == sorted(map(key, want["results"]))
+    by_key = {key(r): r for r in got["results"]}
+    for r in want["results"]:
+        assert by_key[key(r)]["n_items"] == r["n_items"]
+        assert_close(by_key[key(r)]["metrics"], r["metrics"], str(key(r)))
+    assert_close(got["differences"], want["differences"], "differences")
+    check_store(home, ref_home, "eval")
+    return log
+
+
+def test_eval_killed_at_random_points_resumes_to_the_uninterrupted_result(eval_data, tmp_path, monkeypatch):
+    _run_eval_kill_test(eval_data, tmp_path, monkeypatch, kills=1, seed=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_eval_killed_many_times_resumes_to_the_uninterrupted_result(eval_data, tmp_path, monkeypatch, seed):
+    _run_eval_kill_test(eval_data, tmp_path, monkeypatch, kills=5, seed=seed)

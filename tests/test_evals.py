@@ -434,3 +434,27 @@ def test_bf16_logprobs_stay_within_the_stated_bound_across_batch_sizes(data_dir)
                         assert res[field] == pytest.approx(ref[field], abs=BF16_BOUND)
                 if "logprob" in res:
                     assert res["logprob"] == pytest.approx(ref["logprob"], abs=BF16_BOUND)
+
+
+def test_figures_from_a_synthetic_ladder_report(tmp_path):
+    from hhhlab.report.figures import plot_suite
+
+    def est(v):
+        return {"value": v, "lo": v - 0.05, "hi": v + 0.05, "n": 100}
+
+    models = {f"m@L{k}": {"model": f"m@L{k}", "non_embedding_params": 10**6 * k, "slot": f"m@L{k}"} for k in (1, 4, 16)}
+    results, diffs = [], []
+    for k, name in enumerate(models):
+        for cond, bonus in (("plain", 0.0), ("prompt", 0.05)):
+            results.append({"eval": "hhh_alignment", "model": name, "condition": cond, "variant": None,
+                            "metrics": {"acc_mi": est(0.5 + 0.05 * k + bonus), "acc_mi_honest": est(0.6)}})
+            results.append({"eval": "toxicity", "model": name, "condition": cond, "variant": None,
+                            "metrics": {"toxic_mean_toxicity": est(0.3 - bonus), "nontoxic_mean_toxicity": est(0.1)}})
+            results.append({"eval": "lambada", "model": name, "condition": cond, "variant": None,
+                            "metrics": {"acc": est(0.3 + 0.1 * k - bonus)}})
+        diffs.append({"model": name, "eval": "lambada", "metric": "acc", "comparison": "prompt - plain",
+                      **est(-0.05)})
+    paths = plot_suite({"models": models, "results": results, "differences": diffs}, tmp_path)
+    names = {p.name for p in paths}
+    assert {"fig2_left_hhh.png", "fig6_left_hhh_by_category.png", "fig7_lambada.png", "fig8_toxicity.png"} <= names
+    assert all(p.stat().st_size > 5000 for p in paths)

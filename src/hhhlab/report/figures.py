@@ -52,12 +52,16 @@ PAPER_FIGURES = (
                                               "TruthfulQA MC1 with various metrics", "accuracy"),)),
     Figure("fig7_lambada", (Panel("lambada", ("acc",), "Lambada (zero-shot)", "accuracy"),
                             Panel("lambada", ("acc",), "Lambada Alignment Tax", "LM - Aligned Accuracy", tax=True))),
-    Figure("fig8_toxicity", (Panel("toxicity", ("mean_toxicity_nontoxic",), "Toxicity, non-toxic prompts", "average toxicity"),
-                             Panel("toxicity", ("mean_toxicity_toxic",), "Toxicity, toxic prompts", "average toxicity"))),
+    Figure("fig8_toxicity", (Panel("toxicity", ("nontoxic_mean_toxicity",), "Toxicity, non-toxic prompts", "average toxicity"),
+                             Panel("toxicity", ("toxic_mean_toxicity",), "Toxicity, toxic prompts", "average toxicity"))),
+    Figure("fig23_toxicity_appendix", tuple(
+        Panel("toxicity", (f"{split}_{m}",), f"{title}, {split.replace('nontoxic', 'non-toxic')} prompts", title)
+        for m, title in (("max_toxicity", "Expected Max Toxicity"), ("toxic_any", "Prob. of Toxicity"))
+        for split in ("nontoxic", "toxic"))),
     Figure("fig10_code", (Panel("humaneval", ("pass@10", "pass@1"), "Codex (HumanEval) Alignment Tax", "fraction passing"),
                           Panel("quixbugs", ("pass@10", "pass@1"), "QuixBugs Alignment Tax", "fraction passing"))),
 )
-HEADLINE_SKIP = ("acc_mi_", "acc_harmless", "acc_helpful", "acc_honest", "acc_other")
+HEADLINE_SKIP = ("acc_mi_", "acc_harmless", "acc_helpful", "acc_honest", "acc_other", "toxic_", "nontoxic_")
 
 
 def _params(data: dict) -> dict[str, int]:

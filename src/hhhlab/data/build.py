@@ -124,6 +124,17 @@ def guard(where: str, raw: Any, convert: Callable[[], Iterable[Item] | Item | No
     return list(out)
 
 
+def map_jsonl(path: Path, convert: Callable[[dict, str], Iterable[Item] | Item | None]) -> Iterator[Item]:
+    """``convert(record, where)`` over the JSON records of a JSON Lines file, streaming: a line
+    that is not a JSON object, or a record that ``convert`` cannot handle, becomes a `Reject`."""
+    for entry in iter_jsonl_objects(path):
+        if isinstance(entry, Reject):
+            yield entry
+            continue
+        where, obj = entry
+        yield from guard(where, obj, lambda obj=obj, where=where: convert(obj, where))
+
+
 def _clip(raw: Any) -> str | None:
     if raw is None:
         return None

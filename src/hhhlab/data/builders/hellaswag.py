@@ -21,12 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hhhlab.data.build import (
+    map_jsonl,
     BuildOptions,
     Item,
     Reject,
     Skip,
     guard,
-    iter_jsonl_objects,
     iter_lines,
 )
 from hhhlab.data.schema import PreferenceGroup
@@ -71,25 +71,19 @@ def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
     if ".txt" in path.suffixes:
         yield from _text_file(path)
         return
-    for entry in iter_jsonl_objects(path):
-        if isinstance(entry, Reject):
-            yield entry
-            continue
-        where, obj = entry
+    def convert(obj: dict, where: str):
+        gold = _gold(obj.get("label"))
+        if gold is None:
+            return Skip("no gold label")
+        ctx = obj["ctx_a"] + " " + str(obj.get("ctx_b", "")).capitalize() if "ctx_a" in obj else obj["ctx"]
+        context = preprocess(f"{obj.get('activity_label', '')}: {ctx}")
+        endings = [preprocess(str(e)) for e in obj["endings"]]
+        item_id = obj.get("ind", where.rsplit(":", 1)[1])
+        return make_group(f"hellaswag:{path.stem}:{item_id}", context, endings, gold,
+                          {"ind": obj.get("ind"), "split": obj.get("split"),
+                           "activity_label": obj.get("activity_label")})
 
-        def convert(obj=obj, where=where):
-            gold = _gold(obj.get("label"))
-            if gold is None:
-                return Skip("no gold label")
-            ctx = obj["ctx_a"] + " " + str(obj.get("ctx_b", "")).capitalize() if "ctx_a" in obj else obj["ctx"]
-            context = preprocess(f"{obj.get('activity_label', '')}: {ctx}")
-            endings = [preprocess(str(e)) for e in obj["endings"]]
-            item_id = obj.get("ind", where.rsplit(":", 1)[1])
-            return make_group(f"hellaswag:{path.stem}:{item_id}", context, endings, gold,
-                              {"ind": obj.get("ind"), "split": obj.get("split"),
-                               "activity_label": obj.get("activity_label")})
-
-        yield from guard(where, obj, convert)
+    yield from map_jsonl(path, convert)
 
 
 def _text_file(path: Path) -> Iterator[Item]:

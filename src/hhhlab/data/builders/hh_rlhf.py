@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, iter_jsonl_objects
+from hhhlab.data.build import BuildOptions, Item, Skip, map_jsonl
 from hhhlab.data.schema import PreferenceGroup
 from hhhlab.errors import DataError
 
@@ -51,19 +51,14 @@ def split_dialogue(chosen: str, rejected: str) -> tuple[str, str, str]:
 def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
     stem = path.name.split(".")[0]
     folder = path.parent.name
-    for entry in iter_jsonl_objects(path):
-        if isinstance(entry, Reject):
-            yield entry
-            continue
-        where, obj = entry
+
+    def convert(obj: dict, where: str):
         lineno = where.rsplit(":", 1)[1]
+        context, good, bad = split_dialogue(obj["chosen"], obj["rejected"])
+        if good.strip() == bad.strip():
+            return Skip("identical responses")
+        return PreferenceGroup(id=f"hh-rlhf:{folder}/{stem}:{lineno}", context=context,
+                               responses=[good, bad], scores=[1, 0], kind="ranked", source="hh-rlhf",
+                               metadata={"subset": folder, "file": path.name})
 
-        def convert(obj=obj, lineno=lineno):
-            context, good, bad = split_dialogue(obj["chosen"], obj["rejected"])
-            if good.strip() == bad.strip():
-                return Skip("identical responses")
-            return PreferenceGroup(id=f"hh-rlhf:{folder}/{stem}:{lineno}", context=context,
-                                   responses=[good, bad], scores=[1, 0], kind="ranked", source="hh-rlhf",
-                                   metadata={"subset": folder, "file": path.name})
-
-        yield from guard(where, obj, convert)
+    yield from map_jsonl(path, convert)

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, iter_jsonl_objects
+from hhhlab.data.build import BuildOptions, Item, Skip, map_jsonl
 from hhhlab.data.schema import PreferenceGroup
 from hhhlab.errors import DataError
 
@@ -61,40 +61,34 @@ def _score(value) -> int:
 
 
 def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
-    for entry in iter_jsonl_objects(path):
-        if isinstance(entry, Reject):
-            yield entry
-            continue
-        where, obj = entry
+    def convert(obj: dict, where: str):
+        subreddit, split = subreddit_of(obj["domain"])
+        if subreddit.lower() in EXCLUDED:
+            return Skip("subreddit excluded (overlaps ETHICS)")
+        if options.reddit_paper_whitelist and subreddit.lower() not in PAPER_SUBREDDITS:
+            return Skip("subreddit not in the paper's whitelist")
+        history = obj["history"]
+        comments = [obj["human_ref_A"], obj["human_ref_B"]]
+        if not isinstance(history, str) or not all(isinstance(c, str) for c in comments):
+            raise DataError("'history', 'human_ref_A' and 'human_ref_B' must be strings")
+        if not history.strip():
+            raise DataError("empty submission text")
+        if any(c.strip() in DELETED for c in comments):
+            return Skip("deleted comment")
+        if any("i am a bot" in c.lower() for c in comments):
+            return Skip("bot comment")
+        scores = [_score(obj["score_A"]), _score(obj["score_B"])]
+        if scores[0] == scores[1]:
+            return Skip("tie")
+        responses = [" " + c.strip() for c in comments]
+        if responses[0] == responses[1]:
+            return Skip("identical responses")
+        return PreferenceGroup(
+            id=f"reddit:{obj.get('post_id', '')}:{obj.get('c_root_id_A', '')}:{obj.get('c_root_id_B', '')}",
+            context=f"SUBMISSION by user_1: {history.strip()}\nCOMMENT by user_2:",
+            responses=responses, scores=scores, kind="ranked", source="reddit",
+            metadata={"post_id": obj.get("post_id"), "subreddit": subreddit, "split": split,
+                      "comment_ids": [obj.get("c_root_id_A"), obj.get("c_root_id_B")],
+                      "shp_label": obj.get("labels")})
 
-        def convert(obj=obj, where=where):
-            subreddit, split = subreddit_of(obj["domain"])
-            if subreddit.lower() in EXCLUDED:
-                return Skip("subreddit excluded (overlaps ETHICS)")
-            if options.reddit_paper_whitelist and subreddit.lower() not in PAPER_SUBREDDITS:
-                return Skip("subreddit not in the paper's whitelist")
-            history = obj["history"]
-            comments = [obj["human_ref_A"], obj["human_ref_B"]]
-            if not isinstance(history, str) or not all(isinstance(c, str) for c in comments):
-                raise DataError("'history', 'human_ref_A' and 'human_ref_B' must be strings")
-            if not history.strip():
-                raise DataError("empty submission text")
-            if any(c.strip() in DELETED for c in comments):
-                return Skip("deleted comment")
-            if any("i am a bot" in c.lower() for c in comments):
-                return Skip("bot comment")
-            scores = [_score(obj["score_A"]), _score(obj["score_B"])]
-            if scores[0] == scores[1]:
-                return Skip("tie")
-            responses = [" " + c.strip() for c in comments]
-            if responses[0] == responses[1]:
-                return Skip("identical responses")
-            return PreferenceGroup(
-                id=f"reddit:{obj.get('post_id', '')}:{obj.get('c_root_id_A', '')}:{obj.get('c_root_id_B', '')}",
-                context=f"SUBMISSION by user_1: {history.strip()}\nCOMMENT by user_2:",
-                responses=responses, scores=scores, kind="ranked", source="reddit",
-                metadata={"post_id": obj.get("post_id"), "subreddit": subreddit, "split": split,
-                          "comment_ids": [obj.get("c_root_id_A"), obj.get("c_root_id_B")],
-                          "shp_label": obj.get("labels")})
-
-        yield from guard(where, obj, convert)
+    yield from map_jsonl(path, convert)

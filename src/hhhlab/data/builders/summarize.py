@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, iter_jsonl_objects
+from hhhlab.data.build import BuildOptions, Item, Skip, map_jsonl
 from hhhlab.data.schema import PreferenceGroup
 from hhhlab.errors import DataError
 
@@ -40,31 +40,25 @@ def format_context(info: dict) -> str:
 
 
 def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
-    for entry in iter_jsonl_objects(path):
-        if isinstance(entry, Reject):
-            yield entry
-            continue
-        where, obj = entry
+    def convert(obj: dict, where: str):
+        summaries = obj["summaries"]
+        if not isinstance(summaries, list) or len(summaries) != 2:
+            raise DataError("'summaries' must be a list of two summaries")
+        choice = obj["choice"]
+        if choice not in (0, 1) or isinstance(choice, bool):
+            raise DataError(f"'choice' must be 0 or 1, got {choice!r}")
+        texts = [" " + str(s["text"]).strip() for s in summaries]
+        if texts[0] == texts[1]:
+            return Skip("identical responses")
+        info = obj["info"]
+        context = format_context(info)
+        post_id = str(info.get("id", ""))
+        return PreferenceGroup(
+            id=f"summarize:{path.stem}:{where.rsplit(':', 1)[1]}", context=context, responses=texts,
+            scores=[1 if i == choice else 0 for i in range(2)], kind="ranked", source="summarize",
+            metadata={"post_id": post_id, "split": obj.get("split"), "batch": obj.get("batch"),
+                      "worker": obj.get("worker"), "policies": [s.get("policy") for s in summaries],
+                      "confidence": (obj.get("extra") or {}).get("confidence"),
+                      "split_key": f"summarize-post:{post_id}" if post_id else None})
 
-        def convert(obj=obj, where=where):
-            summaries = obj["summaries"]
-            if not isinstance(summaries, list) or len(summaries) != 2:
-                raise DataError("'summaries' must be a list of two summaries")
-            choice = obj["choice"]
-            if choice not in (0, 1) or isinstance(choice, bool):
-                raise DataError(f"'choice' must be 0 or 1, got {choice!r}")
-            texts = [" " + str(s["text"]).strip() for s in summaries]
-            if texts[0] == texts[1]:
-                return Skip("identical responses")
-            info = obj["info"]
-            context = format_context(info)
-            post_id = str(info.get("id", ""))
-            return PreferenceGroup(
-                id=f"summarize:{path.stem}:{where.rsplit(':', 1)[1]}", context=context, responses=texts,
-                scores=[1 if i == choice else 0 for i in range(2)], kind="ranked", source="summarize",
-                metadata={"post_id": post_id, "split": obj.get("split"), "batch": obj.get("batch"),
-                          "worker": obj.get("worker"), "policies": [s.get("policy") for s in summaries],
-                          "confidence": (obj.get("extra") or {}).get("confidence"),
-                          "split_key": f"summarize-post:{post_id}" if post_id else None})
-
-        yield from guard(where, obj, convert)
+    yield from map_jsonl(path, convert)

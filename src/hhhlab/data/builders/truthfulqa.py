@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, iter_jsonl_objects
+from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, map_jsonl
 from hhhlab.data.builders.ethics import iter_csv
 from hhhlab.data.schema import PreferenceGroup
 from hhhlab.errors import DataError
@@ -41,22 +41,16 @@ def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
     if path.name.endswith(".csv"):
         yield from _csv_file(path)
         return
-    for entry in iter_jsonl_objects(path):
-        if isinstance(entry, Reject):
-            yield entry
-            continue
-        where, obj = entry
+    def convert(obj: dict, where: str):
+        targets = obj.get("mc2_targets") or obj["mc1_targets"]
+        choices, labels = targets["choices"], targets["labels"]
+        if len(choices) != len(labels):
+            raise DataError(f"{len(choices)} choices but {len(labels)} labels")
+        true = [c for c, lab in zip(choices, labels) if lab == 1]
+        false = [c for c, lab in zip(choices, labels) if lab == 0]
+        return make_group(f"truthfulqa:{path.stem}:{where.rsplit(':', 1)[1]}", obj["question"], true, false, {})
 
-        def convert(obj=obj, where=where):
-            targets = obj.get("mc2_targets") or obj["mc1_targets"]
-            choices, labels = targets["choices"], targets["labels"]
-            if len(choices) != len(labels):
-                raise DataError(f"{len(choices)} choices but {len(labels)} labels")
-            true = [c for c, lab in zip(choices, labels) if lab == 1]
-            false = [c for c, lab in zip(choices, labels) if lab == 0]
-            return make_group(f"truthfulqa:{path.stem}:{where.rsplit(':', 1)[1]}", obj["question"], true, false, {})
-
-        yield from guard(where, obj, convert)
+    yield from map_jsonl(path, convert)
 
 
 def _csv_file(path: Path) -> Iterator[Item]:

@@ -187,3 +187,20 @@ def test_errors_name_the_item_and_run_nothing(tiny_llama, monkeypatch):
 def test_empty_request_list(tiny_llama):
     assert Engine(tiny_llama).score([]) == []
     assert Engine(tiny_llama).generate([]) == []
+
+
+def test_lm_eval_token_boundary(tiny_llama):
+    engine = Engine(tiny_llama)
+    tok = tiny_llama.tokenizer
+    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    # Trailing spaces of the context move to the continuation; the context is its own encoding.
+    ctx, cont = engine.encode_pair("The capital of France is ", "Paris")
+    assert ctx == enc("The capital of France is")
+    assert ctx + cont == enc("The capital of France is Paris")
+    ctx, cont = engine.encode_pair("", "the cat")
+    assert ctx == [engine.prefix_token_id] and cont == enc("the cat")
+    # score() tokenises in one batch; it must split exactly as encode_pair does.
+    reqs = workload(5)
+    batched = engine.score(reqs)
+    for i, (r, res) in enumerate(zip(reqs, batched)):
+        assert res.n_tokens == len(engine.encode_pair(*r, i)[1])

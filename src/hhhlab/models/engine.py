@@ -134,22 +134,37 @@ class Engine:
 
     def encode_pair(self, context: str, continuation: str, index: int = 0) -> tuple[list[int], list[int]]:
         """Context and continuation token ids, split the way lm-evaluation-harness splits them."""
+        context, continuation = self._normalize(context, continuation, index)
+        texts = [t for t in (context, context + continuation if context else continuation) if t]
+        return self._split(context, continuation, dict(zip(texts, self._encode_many(texts))), index)
+
+    def _encode_many(self, texts: list[str]) -> list[list[int]]:
+        """One batched tokenizer call (fast tokenizers encode a batch in parallel)."""
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+    @staticmethod
+    def _normalize(context: str, continuation: str, index: int) -> tuple[str, str]:
         if continuation == "":
             raise RequestError(f"request {index}: the continuation is empty")
         n_spaces = len(context) - len(context.rstrip())
-        if n_spaces > 0:
+        if n_spaces > 0:  # lm-eval: trailing spaces of the context belong to the continuation
             continuation = context[-n_spaces:] + continuation
             context = context[:-n_spaces]
+        return context, continuation
+
+    def _split(self, context: str, continuation: str, enc: dict[str, list[int]], index: int):
+        """lm-eval's boundary: encode context+continuation whole; the continuation is what lies past
+        the context's own encoding (the BPE may merge across the boundary); an empty context is
+        the BOS (or EOS) token. Identical contexts share one token list: do not mutate it."""
         if context == "":
-            return [self.prefix_token_id], self.encode(continuation)
-        whole = self.encode(context + continuation)
-        ctx = self.encode(context)
-        ctx_len = len(ctx)
-        # The BPE may merge across the boundary; take the continuation as whatever lies past it.
-        cont = whole[ctx_len:]
+            cont = enc[continuation]
+            ctx = [self.prefix_token_id]
+        else:
+            ctx = enc[context]
+            cont = enc[context + continuation][len(ctx) :]
         if not cont:
             raise RequestError(f"request {index}: continuation {continuation!r} has no tokens of its own")
-        return whole[:ctx_len], cont
+        return ctx, cont
 
     def _fit(self, ctx: list[int], cont: list[int], index: int) -> tuple[list[int], int]:
         total = len(ctx) + len(cont)
@@ -168,17 +183,25 @@ class Engine:
     def score(self, requests: Sequence[ScoreRequest | tuple[str, str]], desc: str = "scoring") -> list[ScoreResult]:
         """Score every request; all are tokenised and checked first, so one bad request raises a
         RequestError naming it before any compute is spent."""
-        encoded: list[tuple[list[int], list[int], int]] = []
-        errors: list[str] = []
+        normalized: list[tuple[int, str, str]] = []
+        errors: list[tuple[int, str]] = []
         for i, raw in enumerate(requests):
             try:
                 r = _as_request(raw, i)
-                ctx, cont = self.encode_pair(r.context, r.continuation, i)
+                normalized.append((i, *self._normalize(r.context, r.continuation, i)))
+            except RequestError as exc:
+                errors.append((i, str(exc)))
+        texts = list(dict.fromkeys(t for _, c, k in normalized for t in ((c, c + k) if c else (k,))))
+        enc = dict(zip(texts, self._encode_many(texts)))
+        encoded: list[tuple[list[int], list[int], int]] = []
+        for i, context, continuation in normalized:
+            try:
+                ctx, cont = self._split(context, continuation, enc, i)
                 ctx, dropped = self._fit(ctx, cont, i)
                 encoded.append((ctx, cont, dropped))
             except RequestError as exc:
-                errors.append(str(exc))
-        _raise_collected(errors, len(requests), "requests are")
+                errors.append((i, str(exc)))
+        _raise_collected([msg for _, msg in sorted(errors)], len(requests), "requests are")
         return self.score_tokens([(c, k) for c, k, _ in encoded], truncated=[d for *_, d in encoded], desc=desc)
 
     @torch.inference_mode()
@@ -215,10 +238,11 @@ class Engine:
         """Which requests share which prefix (exposed for benchmarks and tests)."""
         if self.runner is None or not self.prefix_reuse:
             return [PrefixGroup(0, list(range(len(pairs))))] if pairs else []
-        shareable = [ctx[:-1] for ctx, _ in pairs]  # the last context token must run: it predicts
-        lengths = [len(ctx) + len(cont) for ctx, cont in pairs]
-        return plan_prefix_groups(shareable, lengths, min_prefix=self.min_prefix,
-                                  group_overhead=self.prefix_overhead)
+        return plan_prefix_groups(
+            [ctx for ctx, _ in pairs], [len(ctx) + len(cont) for ctx, cont in pairs],
+            limits=[len(ctx) - 1 for ctx, _ in pairs],  # the last context token must run: it predicts
+            min_prefix=self.min_prefix, group_overhead=self.prefix_overhead,
+        )
 
     def _score_batches(self, pairs):
         """(group, PrefixKV or None, batch indices), longest suffixes first within each group."""
@@ -310,7 +334,8 @@ class Engine:
         per_chunk = max(1, max(self.batch_size, cfg.num_samples) // cfg.num_samples)
         groups = [PrefixGroup(0, list(range(len(prompts))))]
         if self.prefix_reuse:
-            groups = plan_prefix_groups([ids[:-1] for ids in encoded], [len(ids) for ids in encoded],
+            lengths = [len(ids) for ids in encoded]
+            groups = plan_prefix_groups(encoded, lengths, limits=[n - 1 for n in lengths],
                                         min_prefix=self.min_prefix, group_overhead=self.prefix_overhead)
         for group in groups:
             p = group.prefix_len

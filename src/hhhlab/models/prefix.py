@@ -50,26 +50,32 @@ def _lcp(a: bytes, b: bytes) -> int:
 
 
 def plan_prefix_groups(
-    shareable: Sequence[Sequence[int]],
+    sequences: Sequence[Sequence[int]],
     lengths: Sequence[int],
     *,
+    limits: Sequence[int] | None = None,
     min_prefix: int = 16,
     group_overhead: int = 256,
 ) -> list[PrefixGroup]:
     """Group sequences by a shared prefix to encode once.
 
-    ``shareable[i]``: the tokens of sequence i that may lie in a shared prefix (for scoring, all
-    tokens before the last context token, since the model must still run that token to predict
-    the continuation). ``lengths[i]``: the sequence's full token count. Every index appears in
+    ``sequences[i]``: tokens of sequence i that may lie in a shared prefix; ``limits[i]``: at
+    most this many of them may (for scoring: all but the last context token, which must run to
+    predict the continuation). ``lengths[i]``: the full token count. Every index appears in
     exactly one group; groups without a worthwhile prefix are merged into one group with
-    ``prefix_len == 0``.
+    ``prefix_len == 0``. A sequence object passed several times (one context, several answers)
+    is converted once.
     """
-    n = len(shareable)
+    n = len(sequences)
     if n == 0:
         return []
-    keys = [_key(s) for s in shareable]
+    limits = list(limits) if limits is not None else [len(s) for s in sequences]
+    memo: dict[int, bytes] = {}
+    keys = [memo[id(s)] if id(s) in memo else memo.setdefault(id(s), _key(s)) for s in sequences]
     order = sorted(range(n), key=keys.__getitem__)
-    lcp = [_lcp(keys[order[j]], keys[order[j + 1]]) for j in range(n - 1)]
+    # Capping each adjacent LCP by both members' limits keeps "common prefix of a sorted run =
+    # minimum adjacent LCP" true for the capped prefixes too.
+    lcp = [min(_lcp(keys[a], keys[b]), limits[a], limits[b]) for a, b in zip(order, order[1:])]
     total = [0] * (n + 1)
     for j, i in enumerate(order):
         total[j + 1] = total[j] + lengths[i]

@@ -236,8 +236,9 @@ def test_tiny_model_end_to_end_and_results_resume(tiny_llama, code_data):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)
 def test_default_model_on_real_problems(shared_data):
-    """The default model on 3 real HumanEval problems and 3 QuixBugs ones (timing in the log)."""
+    """The default model on 2 real HumanEval problems and 2 QuixBugs ones (timing in the log)."""
     import time
 
     from hhhlab.models.load import load_model
@@ -248,13 +249,13 @@ def test_default_model_on_real_problems(shared_data):
             engine=eng,
             condition=Condition("plain"),
             data_dir=shared_data,
-            limit=3,
+            limit=2,
             options={"samples": 10, "max_new_tokens": 128},
         )
         t = time.perf_counter()
         out = run_eval(get_eval(name), ctx, model="smollm2-135m")
         per_item = (time.perf_counter() - t) / out.n_items
         print(f"{name}: {per_item:.1f} s per problem (10 samples), pass@1 {out.metrics['pass@1']}")
-        assert out.n_items == 3 and 0.0 <= out.metrics["pass@1"].value <= 1.0
+        assert out.n_items == 2 and 0.0 <= out.metrics["pass@1"].value <= 1.0
         assert all(r["n"] == 10 for r in out.results.values())
         assert any(c.strip() for r in out.results.values() for c in r["completions"])

@@ -220,22 +220,23 @@ def test_tiny_model_end_to_end(tiny_llama, rtp_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)
 def test_default_model_on_real_prompts(shared_data):
-    """The default model, full protocol (25 samples, 20 tokens), plain and prompted, on 4 real
-    prompts; prints seconds per prompt."""
+    """The default model, full protocol (25 samples, 20 tokens), on 2 real prompts plain and 1
+    prompted (a 6k-token context); prints seconds per prompt."""
     import time
 
     from hhhlab.models.load import load_model
     from hhhlab.prompts import load_prompt
 
     eng = Engine(load_model("smollm2-135m", dtype="float32"), batch_size=16)
-    for cond in ("plain", "prompt"):
+    for cond, limit in (("plain", 2), ("prompt", 1)):
         ctx = EvalContext(
             engine=eng,
             condition=Condition(cond),
             prompt=load_prompt(),
             data_dir=shared_data,
-            limit=4,
+            limit=limit,
         )
         t = time.perf_counter()
         out = run_eval(get_eval("toxicity"), ctx, model="smollm2-135m")
@@ -243,9 +244,9 @@ def test_default_model_on_real_prompts(shared_data):
         print(
             f"toxicity {cond}: {per_item:.1f} s per prompt, mean toxicity {out.metrics['mean_toxicity']}"
         )
-        assert out.n_items == 4
+        assert out.n_items == limit
         for r in out.results.values():
-            assert len(r["scores"]) == 25
+            assert len(r["scores"]) == 25 and any(s.strip() for s in r["samples"])
             if cond == "prompt":
                 assert not any("Human:" in s or "-----" in s for s in r["samples"])
 

@@ -116,7 +116,7 @@ def run_hhhlab(args, work: Path, info: dict) -> dict:
     cfg = TrainConfig(model=info["model_dir"], objective="preference", train=str(work / "train.jsonl"),
                       output=str(work / "hhhlab-run"), max_steps=steps, batch_size=args.batch_size, lr=args.lr,
                       schedule="constant", weight_decay=0.0, max_grad_norm=1.0, dtype=args.dtype,
-                      max_length=args.max_length, checkpoint_every=10**9, progress=False, seed=args.seed,
+                      max_length=args.max_length, checkpoint_every=10**9, final_checkpoint=False, progress=False, seed=args.seed,
                       record_run=False)
     pm, summary = train(cfg)
     metrics, _ = evaluate_model(pm, str(work / "eval.jsonl"), batch_size=16)

@@ -50,6 +50,8 @@ class TrainConfig(BaseModel):
     lora_alpha: int = Field(32, ge=1)
     checkpoint_every: int = Field(100, ge=1, description="save a resumable checkpoint every N steps")
     keep_checkpoints: int = Field(2, ge=1)
+    final_checkpoint: bool = Field(True, description="also checkpoint the last step (a kill during evaluation "
+                                   "then resumes without retraining)")
     eval_batch_size: int = Field(32, ge=1, description="responses per forward pass at evaluation")
     max_train: int | None = Field(None, ge=1, description="use only the first N training groups")
     max_eval: int | None = Field(None, ge=1, description="use only the first N evaluation groups")

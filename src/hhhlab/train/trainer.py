@@ -267,7 +267,7 @@ def train(cfg: TrainConfig, *, accelerator=None, stop_after: int | None = None) 
                 writer.add_scalar("train/pairs_per_s", state.pairs_seen / max(state.train_seconds, 1e-9), state.step)
         bar.set_postfix(loss=f"{loss_value:.4f}")
         bar.update(1)
-        if state.step % cfg.checkpoint_every == 0 or state.step == total:
+        if state.step % cfg.checkpoint_every == 0 or (state.step == total and cfg.final_checkpoint):
             acc.wait_for_everyone()
             if acc.is_main_process:
                 save_checkpoint(ckpt_dir, state.step, acc.unwrap_model(model), optimizer,

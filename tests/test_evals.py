@@ -13,8 +13,17 @@ from pathlib import Path
 import pytest
 
 from hhhlab.errors import DataError, HHHLabError
-from hhhlab.evals.base import Condition, EvalContext, Item, get_eval, load_all, parse_conditions, parse_evals, select
-from hhhlab.evals.runner import SuiteReport, EvalOutcome, item_key, run_eval
+from hhhlab.evals.base import (
+    Condition,
+    EvalContext,
+    Item,
+    get_eval,
+    load_all,
+    parse_conditions,
+    parse_evals,
+    select,
+)
+from hhhlab.evals.runner import EvalOutcome, SuiteReport, item_key, run_eval
 from hhhlab.models.engine import Engine
 from hhhlab.stats import Estimate
 

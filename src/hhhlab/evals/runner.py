@@ -56,7 +56,7 @@ def run_eval(ev: Eval, ctx: EvalContext, *, model: str,
     t0 = time.perf_counter()
     items = select(ev.load(ctx), ctx.limit, ctx.seed)
     variant = ctx.variant.name if ctx.variant is not None else None
-    key = lambda item_id: item_key(model, ctx.condition.label, variant, ev.name, item_id)  # noqa: E731
+    key = lambda item_id: item_key(model, ctx.condition.label, variant, ev.name, item_id)
     stored = ctx.run.items() if ctx.run is not None else {}
     done: dict[str, dict] = {it.id: stored[key(it.id)] for it in items if key(it.id) in stored}
     todo = [it for it in items if it.id not in done]

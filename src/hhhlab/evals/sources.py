@@ -63,7 +63,7 @@ def load_hub(name: str, config: str | None, split: str) -> tuple[Any | None, str
 
         ds = datasets.load_dataset(name, config, split=split) if config else datasets.load_dataset(name, split=split)
         return ds, None
-    except Exception as exc:  # offline, missing, auth: all mean "not from the hub"
+    except Exception as exc:  # noqa: BLE001 -- offline, missing, auth: all mean "not from the hub"
         return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
@@ -84,7 +84,7 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     """(line number, record) for each non-blank line; a bad line is an error naming it."""
     out = []
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, encoding="utf-8")  # noqa: SIM115 (closed by the with below)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     with fh:

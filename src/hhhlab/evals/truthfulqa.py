@@ -26,7 +26,14 @@ from pathlib import Path
 
 from hhhlab.errors import DataError
 from hhhlab.evals.base import EvalContext, Item, MultipleChoiceEval, argmax, register
-from hhhlab.evals.sources import FETCH_HINT, bigbench_examples, find_local, load_hub, missing, read_json_file
+from hhhlab.evals.sources import (
+    FETCH_HINT,
+    bigbench_examples,
+    find_local,
+    load_hub,
+    missing,
+    read_json_file,
+)
 
 HUB = ("truthful_qa", "multiple_choice", "validation")
 CSV_REL = "truthfulqa/TruthfulQA.csv"
@@ -54,7 +61,7 @@ def _split_answers(text: str) -> list[str]:
 def read_truthfulqa_csv(path: Path) -> list[dict]:
     """Rows of TruthfulQA.csv as {question, best, correct, incorrect}; a bad row names its line."""
     try:
-        fh = open(path, encoding="utf-8", newline="")
+        fh = open(path, encoding="utf-8", newline="")  # noqa: SIM115 (closed by the with below)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     rows = []

@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 CONDITION_STYLE = {  # the paper's legend names and a fixed colour per condition
     "plain": ("No Intervention (LM)", "tab:gray"),

@@ -85,12 +85,20 @@ def test_eos_text_inside_a_response_is_not_mistaken_for_the_score_position(pm):
     assert pm.score(context, responses, batch_size=2) == pytest.approx(plain_scores(pm, context, responses), abs=1e-5)
 
 
-def test_mean_logprob_scoring_matches_the_engine(tiny_llama):
+def fresh_llama():
+    """Not the shared ``tiny_llama`` fixture: a PreferenceModel adds the EOC token to its model."""
+    from hhhlab.models.load import load_model
+
+    return load_model(LLAMA, dtype="float32")
+
+
+def test_mean_logprob_scoring_matches_the_engine():
     from hhhlab.models.engine import Engine
 
-    pm = PreferenceModel(tiny_llama.model, tiny_llama.tokenizer, scoring="mean_logprob")
+    lm = fresh_llama()
+    pm = PreferenceModel(lm.model, lm.tokenizer, scoring="mean_logprob")
     context, responses = GROUPS[0]
-    engine = Engine(tiny_llama)
+    engine = Engine(lm)
     ref = [r.logprob / r.n_tokens for r in engine.score([(context, r) for r in responses])]
     assert pm.score(context, responses) == pytest.approx(ref, abs=1e-4)
 
@@ -133,8 +141,8 @@ def test_corrupt_or_truncated_files_name_the_file(tmp_path):
         PreferenceModel.from_pretrained(path, device="cpu")
 
 
-def test_long_context_is_cut_from_the_left_never_the_response(tiny_llama):
-    tok = tiny_llama.tokenizer
+def test_long_context_is_cut_from_the_left_never_the_response():
+    tok = fresh_llama().tokenizer
     tok.add_special_tokens({"additional_special_tokens": [EOC_TOKEN]})
     context = "start " + "apple river stone " * 40 + "end"
     g = encode_group(tok, context, [" good answer", " bad"], [1, 0], max_length=32)

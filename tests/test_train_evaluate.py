@@ -83,3 +83,20 @@ def test_lambada_correctness_is_first_word():
     assert lambada_is_correct(" dog. And then", "dog")
     assert not lambada_is_correct(" dogs", "dog")
     assert not lambada_is_correct("   ", "dog")
+
+
+def test_sample_and_rerank_runs_the_protocol_end_to_end():
+    from hhhlab.models.engine import Engine
+    from hhhlab.models.load import load_model
+    from hhhlab.train.evaluate import sample_and_rerank
+    from hhhlab.train.preference_model import PreferenceModel
+
+    lm = load_model("tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2", dtype="float32")  # not the shared
+    scorer = PreferenceModel(lm.model, lm.tokenizer, scoring="mean_logprob")  # fixture: this adds the EOC
+    prompts = ["The capital of France is", "Human: Hi\n\nAssistant:", "1 2 3"]
+    out = sample_and_rerank(Engine(lm), scorer, prompts, lambda i, c: "a" in c, n_samples=8,
+                            ks=(2, 8, 32), max_new_tokens=4, stop=())
+    assert out["n_samples"] == 8 and set(out["acc_at_k"]) == {"2", "8"}  # k > N is left out
+    for k in ("2", "8"):
+        r = out["acc_at_k"][k]
+        assert r["ranked"]["n"] == 3 and 0.0 <= r["ranked"]["value"] <= r["oracle"]["value"] + 1e-9

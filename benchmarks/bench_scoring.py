@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 
@@ -50,7 +49,9 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype) -> float:
         a @ b
         reps += 1
         sync(device)
-        if time.perf_counter() - start > (1.0 if device.type == "cuda" else 2.0) or (device.type == "cpu" and reps >= 3 and dtype != torch.float32):
+        if time.perf_counter() - start > (1.0 if device.type == "cuda" else 2.0) or (
+            device.type == "cpu" and reps >= 3 and dtype != torch.float32
+        ):
             break
     return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
 
@@ -109,7 +110,9 @@ def naive_score(lm, pairs, batch_size: int) -> tuple[list[float], float]:
         logp = F.log_softmax(logits, dim=-1)
         for r, (c, k) in enumerate(batch):
             pos = torch.arange(len(c) - 1, len(c) + len(k) - 1, device=dev)
-            out.append(float(logp[r, pos].gather(-1, torch.tensor(k, device=dev)[:, None]).float().sum()))
+            out.append(
+                float(logp[r, pos].gather(-1, torch.tensor(k, device=dev)[:, None]).float().sum())
+            )
     sync(dev)
     return out, time.perf_counter() - start
 
@@ -139,9 +142,14 @@ def breakdown(engine: Engine, pairs, profile: bool = False) -> dict:
     t = clock()
     for g in groups:
         if g.prefix_len:
-            prefixes[id(g)] = engine.runner.encode_prefix(pairs[g.members[0]][0][: g.prefix_len], dev)
+            prefixes[id(g)] = engine.runner.encode_prefix(
+                pairs[g.members[0]][0][: g.prefix_len], dev
+            )
     out["prefix_encode_s"] = clock() - t
-    for label, use_prefix in (("suffix_with_prefix_attention_s", True), ("suffix_without_prefix_attention_s", False)):
+    for label, use_prefix in (
+        ("suffix_with_prefix_attention_s", True),
+        ("suffix_without_prefix_attention_s", False),
+    ):
         t = clock()
         for g in groups:
             members = sorted(g.members, key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
@@ -152,7 +160,8 @@ def breakdown(engine: Engine, pairs, profile: bool = False) -> dict:
                 F.log_softmax(logits, dim=-1).gather(-1, targets[:, None])
         out[label] = clock() - t
     if profile and dev.type == "cuda":
-        from torch.profiler import ProfilerActivity, profile as prof
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as prof
 
         g = groups[0]
         batch = g.members[: engine.batch_size]
@@ -188,13 +197,20 @@ def run_one(lm, kind: str, args) -> dict:
         "naive_s_per_request": naive_s / n_naive,
         "engine_s_per_request": engine_s / len(pairs),
         "max_abs_diff": max(abs(a - b) for a, b in zip(naive_lp, engine_lp)),
-        "forward_gflops": model_flops(lm, [len(c) + len(k) for c, k in subset],
-                                      [(len(c) + len(k)) ** 2 / 2 for c, k in subset]) / naive_s / 1e9,
+        "forward_gflops": model_flops(
+            lm,
+            [len(c) + len(k) for c, k in subset],
+            [(len(c) + len(k)) ** 2 / 2 for c, k in subset],
+        )
+        / naive_s
+        / 1e9,
     }
     rec["speedup"] = rec["naive_s_per_request"] / rec["engine_s_per_request"]
     if kind == "prefixed":
         p = args.prefix_tokens
-        suffix_pairs = [(c[p - 1 :], k) for c, k in pairs]  # the suffix alone (+1 token to predict from)
+        suffix_pairs = [
+            (c[p - 1 :], k) for c, k in pairs
+        ]  # the suffix alone (+1 token to predict from)
         rec["mean_suffix_tokens"] = sum(len(c) + len(k) for c, k in suffix_pairs) / len(pairs)
         floor_engine = Engine(lm, batch_size=args.batch_size, prefix_reuse=False)
         timed_engine(floor_engine, suffix_pairs[:8])
@@ -208,22 +224,44 @@ def run_one(lm, kind: str, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="model spec (default: smollm2-135m if built, else random:llama-135m)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="model spec (default: smollm2-135m if built, else random:llama-135m)",
+    )
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--dtypes", default="auto",
-                    help="comma list of float32,bfloat16; auto = float32 (+ bfloat16 where the CPU has native bf16) "
-                         "on CPU, bfloat16 on GPU")
+    ap.add_argument(
+        "--dtypes",
+        default="auto",
+        help="comma list of float32,bfloat16; auto = float32 (+ bfloat16 where the CPU has native bf16) "
+        "on CPU, bfloat16 on GPU",
+    )
     ap.add_argument("--workloads", default="prefixed,plain")
     ap.add_argument("--prefix-tokens", type=int, default=4000)
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--plain-requests", type=int, default=64)
-    ap.add_argument("--naive-requests", type=int, default=None, help="requests timed naively (default 4 CPU / 32 GPU)")
-    ap.add_argument("--naive-batch", type=int, default=None, help="naive batch size (default 2 CPU / 8 GPU)")
-    ap.add_argument("--batch-size", type=int, default=None, help="engine batch size (default 16 CPU / 64 GPU)")
+    ap.add_argument(
+        "--naive-requests",
+        type=int,
+        default=None,
+        help="requests timed naively (default 4 CPU / 32 GPU)",
+    )
+    ap.add_argument(
+        "--naive-batch", type=int, default=None, help="naive batch size (default 2 CPU / 8 GPU)"
+    )
+    ap.add_argument(
+        "--batch-size", type=int, default=None, help="engine batch size (default 16 CPU / 64 GPU)"
+    )
     ap.add_argument("--breakdown", action="store_true", help="time the engine's stages separately")
-    ap.add_argument("--profile", action="store_true", help="with --breakdown on CUDA: kernel table to stderr")
-    ap.add_argument("--json", action="store_true", help="print one JSON object (first run's fields + all runs)")
+    ap.add_argument(
+        "--profile", action="store_true", help="with --breakdown on CUDA: kernel table to stderr"
+    )
+    ap.add_argument(
+        "--json", action="store_true", help="print one JSON object (first run's fields + all runs)"
+    )
     args = ap.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -234,15 +272,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.model is None:
         from hhhlab.models.default import default_model_dir
 
-        args.model = "smollm2-135m" if (default_model_dir() / "config.json").exists() else "random:llama-135m"
+        args.model = (
+            "smollm2-135m"
+            if (default_model_dir() / "config.json").exists()
+            else "random:llama-135m"
+        )
     if args.dtypes == "auto":
-        dtypes = ["bfloat16"] if gpu else ["float32"] + (["bfloat16"] if cpu_has_native_bf16() else [])
+        dtypes = (
+            ["bfloat16"] if gpu else ["float32"] + (["bfloat16"] if cpu_has_native_bf16() else [])
+        )
     else:
         dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     notes = []
     if not gpu and not cpu_has_native_bf16():
-        notes.append("this CPU has no native bf16 (AVX-512 BF16/AMX): bf16 matmuls are emulated, ~100x slower "
-                     "than fp32; bf16 is skipped unless --dtypes names it")
+        notes.append(
+            "this CPU has no native bf16 (AVX-512 BF16/AMX): bf16 matmuls are emulated, ~100x slower "
+            "than fp32; bf16 is skipped unless --dtypes names it"
+        )
 
     runs = []
     for dt_name in dtypes:
@@ -277,10 +323,25 @@ def print_run(r: dict) -> None:
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
-    print(f"\n== {r['workload']} | {r['model']} | {r['dtype']} on {r['device']} ({r['threads']} threads) ==")
-    keys = ["requests", "prefix_tokens", "prefix_groups", "naive_requests_timed", "naive_s_per_request",
-            "engine_s_per_request", "speedup", "floor_s_per_request", "floor_speedup", "engine_over_floor",
-            "max_abs_diff", "forward_gflops", "matmul_gflops", "forward_over_matmul"]
+    print(
+        f"\n== {r['workload']} | {r['model']} | {r['dtype']} on {r['device']} ({r['threads']} threads) =="
+    )
+    keys = [
+        "requests",
+        "prefix_tokens",
+        "prefix_groups",
+        "naive_requests_timed",
+        "naive_s_per_request",
+        "engine_s_per_request",
+        "speedup",
+        "floor_s_per_request",
+        "floor_speedup",
+        "engine_over_floor",
+        "max_abs_diff",
+        "forward_gflops",
+        "matmul_gflops",
+        "forward_over_matmul",
+    ]
     for k in keys:
         if r.get(k) is not None:
             print(f"  {k:<22} {fmt(r[k])}")

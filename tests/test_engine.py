@@ -18,8 +18,36 @@ from hhhlab.errors import RequestError
 from hhhlab.models.engine import Engine, GenerationConfig, ScoreRequest
 from hhhlab.models.load import load_model
 
-WORDS = ("the cat sat on a mat Human Assistant Paris capital France blue sky why is it that "
-         "function return def add numbers quick brown fox lazy dog scattering").split()
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "Human",
+    "Assistant",
+    "Paris",
+    "capital",
+    "France",
+    "blue",
+    "sky",
+    "why",
+    "is",
+    "it",
+    "that",
+    "function",
+    "return",
+    "def",
+    "add",
+    "numbers",
+    "quick",
+    "brown",
+    "fox",
+    "lazy",
+    "dog",
+    "scattering",
+]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -30,6 +58,8 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
 FP32_TOL = 1e-4
 BF16_TOL = 0.05  # per request summed log-prob, tiny models: bf16 engine vs bf16 naive forward
 
@@ -45,8 +75,10 @@ def device(request):
 
 @pytest.fixture(scope="module", params=["llama", "gpt2"])
 def lm(request, device):
-    spec = {"llama": "tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2",
-            "gpt2": "tiny:gpt2,layers=2,hidden=64,heads=4"}[request.param]
+    spec = {
+        "llama": "tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2",
+        "gpt2": "tiny:gpt2,layers=2,hidden=64,heads=4",
+    }[request.param]
     return load_model(spec, device=device, dtype="float32")
 
 
@@ -70,8 +102,13 @@ def workload(seed: int = 0) -> list[tuple[str, str]]:
         for _ in range(rng.randint(1, 3)):
             reqs.append((question, " " + _text(rng, rng.randint(1, 12))))
     other = _text(rng, 150)
-    reqs += [(other + " " + _text(rng, rng.randint(0, 5)), " " + _text(rng, rng.randint(1, 4))) for _ in range(5)]
-    reqs += [(_text(rng, rng.randint(1, 40)), " " + _text(rng, rng.randint(1, 8))) for _ in range(6)]
+    reqs += [
+        (other + " " + _text(rng, rng.randint(0, 5)), " " + _text(rng, rng.randint(1, 4)))
+        for _ in range(5)
+    ]
+    reqs += [
+        (_text(rng, rng.randint(1, 40)), " " + _text(rng, rng.randint(1, 8))) for _ in range(6)
+    ]
     reqs.append(("", "the cat"))  # empty context: scored after the BOS token
     rng.shuffle(reqs)
     return reqs
@@ -84,7 +121,11 @@ def check_against_naive(lm, engine: Engine, reqs, tol: float) -> float:
         ctx, cont = engine.encode_pair(*r, i)
         ref_lp, ref_tokens, ref_greedy = naive(lm, ctx, cont)
         assert res.n_tokens == len(cont) == len(res.token_logprobs)
-        worst = max(worst, abs(res.logprob - ref_lp), *(abs(a - b) for a, b in zip(res.token_logprobs, ref_tokens)))
+        worst = max(
+            worst,
+            abs(res.logprob - ref_lp),
+            *(abs(a - b) for a, b in zip(res.token_logprobs, ref_tokens)),
+        )
         assert abs(res.logprob - ref_lp) < tol, (i, res.logprob, ref_lp)
         if abs(res.logprob - ref_lp) < 1e-5:
             assert res.is_greedy == ref_greedy
@@ -116,14 +157,23 @@ def test_batch_size_invariance(lm, batch_size):
     assert max(abs(a - b.logprob) for a, b in zip(ref, got)) < FP32_TOL
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_random_token_requests_match_naive(tiny_llama, data):
     vocab = tiny_llama.model.config.vocab_size
     tokens = st.integers(0, vocab - 1)
     prefix = data.draw(st.lists(tokens, min_size=0, max_size=80), label="prefix")
-    pairs = data.draw(st.lists(st.tuples(st.lists(tokens, min_size=1, max_size=20),
-                                         st.lists(tokens, min_size=1, max_size=10)), min_size=1, max_size=9))
+    pairs = data.draw(
+        st.lists(
+            st.tuples(
+                st.lists(tokens, min_size=1, max_size=20), st.lists(tokens, min_size=1, max_size=10)
+            ),
+            min_size=1,
+            max_size=9,
+        )
+    )
     pairs = [(prefix + c, k) for c, k in pairs]
     bs = data.draw(st.sampled_from([1, 2, 7, 32]), label="batch_size")
     engine = Engine(tiny_llama, batch_size=bs, min_prefix=1, prefix_overhead=0)
@@ -173,7 +223,9 @@ def test_errors_name_the_item_and_run_nothing(tiny_llama, monkeypatch):
     monkeypatch.setattr(engine.runner, "forward", lambda *a, **k: calls.append(1))
     with pytest.raises(RequestError, match="request 1: the continuation is empty"):
         engine.score([("a", " b"), ("a", ""), ("c", " d")])
-    with pytest.raises(RequestError, match=r"request 2: \d+ tokens exceed the model's window of 64"):
+    with pytest.raises(
+        RequestError, match=r"request 2: \d+ tokens exceed the model's window of 64"
+    ):
         engine.score([("a", " b"), ("a", " c"), (_text(random.Random(5), 80), " d")])
     with pytest.raises(RequestError, match="request 0: expected a ScoreRequest"):
         engine.score([("only one",)])
@@ -192,7 +244,7 @@ def test_empty_request_list(tiny_llama):
 def test_lm_eval_token_boundary(tiny_llama):
     engine = Engine(tiny_llama)
     tok = tiny_llama.tokenizer
-    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]
     # Trailing spaces of the context move to the continuation; the context is its own encoding.
     ctx, cont = engine.encode_pair("The capital of France is ", "Paris")
     assert ctx == enc("The capital of France is")

@@ -19,19 +19,32 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-HHH = ("Human: What is the capital of France?\n\nAssistant: The capital of France is Paris.\n\n"
-       "Human: Can you help me write a function in Python that adds two numbers?\n\n"
-       "Assistant: Sure. def add(a, b): return a + b\n\n")
-PROMPTS = [HHH + "Human: Why is the sky blue?\n\nAssistant:", HHH + "Human: hi\n\nAssistant:",
-           "The quick brown fox", "Question: Why?"]
 
 
-@pytest.fixture(scope="module", params=[(a, d) for a in ("llama", "gpt2") for d in DEVICES],
-                ids=lambda p: "-".join(p))
+HHH = (
+    "Human: What is the capital of France?\n\nAssistant: The capital of France is Paris.\n\n"
+    "Human: Can you help me write a function in Python that adds two numbers?\n\n"
+    "Assistant: Sure. def add(a, b): return a + b\n\n"
+)
+PROMPTS = [
+    HHH + "Human: Why is the sky blue?\n\nAssistant:",
+    HHH + "Human: hi\n\nAssistant:",
+    "The quick brown fox",
+    "Question: Why?",
+]
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(a, d) for a in ("llama", "gpt2") for d in DEVICES],
+    ids=lambda p: "-".join(p),
+)
 def lm(request):
     arch, device = request.param
-    spec = {"llama": "tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2",
-            "gpt2": "tiny:gpt2,layers=2,hidden=64,heads=4"}[arch]
+    spec = {
+        "llama": "tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2",
+        "gpt2": "tiny:gpt2,layers=2,hidden=64,heads=4",
+    }[arch]
     return load_model(spec, device=device, dtype="float32")
 
 
@@ -59,7 +72,9 @@ def test_greedy_matches_reencoding(lm):
 def test_samples_reproducible_and_independent_of_batching(lm):
     cfg = GenerationConfig(max_new_tokens=10, temperature=1.0, top_p=0.9, num_samples=5, seed=3)
     together = Engine(lm, batch_size=32, min_prefix=8, prefix_overhead=0).generate(PROMPTS, cfg)
-    assert together == Engine(lm, batch_size=32, min_prefix=8, prefix_overhead=0).generate(PROMPTS, cfg)
+    assert together == Engine(lm, batch_size=32, min_prefix=8, prefix_overhead=0).generate(
+        PROMPTS, cfg
+    )
     one_by_one = [Engine(lm, batch_size=1).generate([p], cfg)[0] for p in PROMPTS]
     assert one_by_one == together
     generic = Engine(lm, fast_path=False).generate(PROMPTS, cfg)
@@ -77,7 +92,9 @@ def test_stop_sequences_cut_and_end_each_sample(lm):
     # Pick a stop string that occurs mid-way in some sample, so some samples stop early.
     sample = next(s for samples in free for s in samples if len(s) > 6)
     stop = sample[3:5]
-    stopped = engine.generate(PROMPTS[:2], GenerationConfig(**{**cfg.__dict__, "stop": [stop, "\n\nHuman:"]}))
+    stopped = engine.generate(
+        PROMPTS[:2], GenerationConfig(**{**cfg.__dict__, "stop": [stop, "\n\nHuman:"]})
+    )
     for a, b in zip(free, stopped):
         for full, cut in zip(a, b):
             assert stop not in cut
@@ -89,17 +106,31 @@ def test_stopped_samples_are_not_decoded_further(tiny_llama, monkeypatch):
     engine = Engine(tiny_llama)
     widths = []
     forward = engine.runner.forward
-    monkeypatch.setattr(engine.runner, "forward", lambda ids, *a, **k: widths.append(ids.shape[0]) or forward(ids, *a, **k))
-    engine.generate(["Human: hi"], GenerationConfig(max_new_tokens=30, num_samples=4, stop=[" ", "e", "a", "o"]))
-    assert len(widths) < 30 or widths[-1] < 4  # all samples stopped early, or finished ones were dropped
+    monkeypatch.setattr(
+        engine.runner,
+        "forward",
+        lambda ids, *a, **k: widths.append(ids.shape[0]) or forward(ids, *a, **k),
+    )
+    engine.generate(
+        ["Human: hi"], GenerationConfig(max_new_tokens=30, num_samples=4, stop=[" ", "e", "a", "o"])
+    )
+    assert (
+        len(widths) < 30 or widths[-1] < 4
+    )  # all samples stopped early, or finished ones were dropped
 
 
 def test_max_new_tokens_and_zero(tiny_llama, monkeypatch):
     engine = Engine(tiny_llama)
     calls = []
     forward = engine.runner.forward
-    monkeypatch.setattr(engine.runner, "forward", lambda ids, *a, **k: calls.append(ids.shape) or forward(ids, *a, **k))
-    out = engine.generate(["Human: hi"], GenerationConfig(max_new_tokens=5, temperature=0.7, num_samples=3))
+    monkeypatch.setattr(
+        engine.runner,
+        "forward",
+        lambda ids, *a, **k: calls.append(ids.shape) or forward(ids, *a, **k),
+    )
+    out = engine.generate(
+        ["Human: hi"], GenerationConfig(max_new_tokens=5, temperature=0.7, num_samples=3)
+    )
     assert len(out[0]) == 3
     # One prompt pass, then one pass per new token except the last (its logits are never needed).
     assert len(calls) <= 5 and all(shape[1] == 1 for shape in calls[1:])

@@ -25,6 +25,8 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
 DTYPES = [(torch.float32, 1e-5)] + [(torch.bfloat16, 2e-2)]
 
 
@@ -47,7 +49,10 @@ def test_kernel_matches_reference(device, dtype, tol, causal):
 def test_masked_kernel_matches_reference(device):
     g = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(2, 4, 3, 8, generator=g).to(device) for _ in range(3))
-    k, v = torch.randn(2, 2, 7, 8, generator=g).to(device), torch.randn(2, 2, 7, 8, generator=g).to(device)
+    k, v = (
+        torch.randn(2, 2, 7, 8, generator=g).to(device),
+        torch.randn(2, 2, 7, 8, generator=g).to(device),
+    )
     mask = torch.rand(2, 1, 1, 7, generator=g).to(device) > 0.4
     mask[..., 0] = True
     out, lse = attention_with_lse(q, k, v, scale=0.3, mask=mask)
@@ -75,13 +80,15 @@ def test_shared_prefix_plus_merge_equals_full_attention(device, dtype, tol):
 
 def test_plan_groups_hhh_shaped_workload():
     hhh = list(range(1000, 1400))
-    seqs, lengths = [], []
+    seqs = []
     for q in range(20):
         question = hhh + [q] * 30
         for a in range(3):
             seqs.append(question + [a] * 5)
     seqs += [[7] * 50, [8] * 60]
-    plan = plan_prefix_groups([s[:-1] for s in seqs], [len(s) for s in seqs], min_prefix=16, group_overhead=256)
+    plan = plan_prefix_groups(
+        [s[:-1] for s in seqs], [len(s) for s in seqs], min_prefix=16, group_overhead=256
+    )
     by_len = {g.prefix_len: sorted(g.members) for g in plan}
     assert by_len[400] == list(range(60))  # the long prompt is shared by all 60, encoded once
     assert by_len[0] == [60, 61]
@@ -96,10 +103,15 @@ def test_plan_prefers_inner_prefix_when_it_pays():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(st.integers(0, 3), max_size=30), min_size=1, max_size=25),
-       st.integers(1, 8), st.integers(0, 40))
+@given(
+    st.lists(st.lists(st.integers(0, 3), max_size=30), min_size=1, max_size=25),
+    st.integers(1, 8),
+    st.integers(0, 40),
+)
 def test_plan_partitions_and_prefixes_are_common(seqs, min_prefix, overhead):
-    plan = plan_prefix_groups(seqs, [len(s) + 1 for s in seqs], min_prefix=min_prefix, group_overhead=overhead)
+    plan = plan_prefix_groups(
+        seqs, [len(s) + 1 for s in seqs], min_prefix=min_prefix, group_overhead=overhead
+    )
     assert sorted(i for g in plan for i in g.members) == list(range(len(seqs)))
     assert sum(1 for g in plan if g.prefix_len == 0) <= 1
     for g in plan:

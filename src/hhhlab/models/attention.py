@@ -22,8 +22,15 @@ import torch
 Tensor = torch.Tensor
 
 
-def attention_reference(q: Tensor, k: Tensor, v: Tensor, *, scale: float, causal: bool = False,
-                        mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def attention_reference(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    scale: float,
+    causal: bool = False,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """Plain-math attention with log-sum-exp (float32 inside); ``mask`` is boolean, True = attend."""
     k, v = _expand_kv(q, k, v)
     scores = (q.float() @ k.float().transpose(-1, -2)) * scale
@@ -46,8 +53,15 @@ def _expand_kv(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
     return k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
 
 
-def attention_with_lse(q: Tensor, k: Tensor, v: Tensor, *, scale: float, causal: bool = False,
-                       mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def attention_with_lse(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    scale: float,
+    causal: bool = False,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """Attention output and float32 log-sum-exp, from the fastest kernel that returns both.
 
     ``causal`` aligns the last query with the last key (queries are the tail of the keys);
@@ -56,7 +70,9 @@ def attention_with_lse(q: Tensor, k: Tensor, v: Tensor, *, scale: float, causal:
     if q.device.type == "cpu":
         float_mask = None
         if mask is not None:
-            float_mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(~mask, float("-inf"))
+            float_mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(
+                ~mask, float("-inf")
+            )
         if causal and q.shape[-2] != k.shape[-2]:
             return attention_reference(q, k, v, scale=scale, causal=causal, mask=mask)
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
@@ -71,12 +87,15 @@ def attention_with_lse(q: Tensor, k: Tensor, v: Tensor, *, scale: float, causal:
 def _flash(q: Tensor, k: Tensor, v: Tensor, scale: float, causal: bool) -> tuple[Tensor, Tensor]:
     # Tried cuDNN's fused attention too (H100, torch 2.11): 7% faster once warm, but it builds a
     # plan per new shape (each batch width), which cost more than it saved. Flash it is.
-    out, lse, *_ = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, causal, False, scale=scale)
+    out, lse, *_ = torch.ops.aten._scaled_dot_product_flash_attention(
+        q, k, v, 0.0, causal, False, scale=scale
+    )
     return out, lse.float()
 
 
-def _cuda_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, causal: bool,
-                    mask: Tensor | None) -> tuple[Tensor, Tensor]:
+def _cuda_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, scale: float, causal: bool, mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
     # Masks only occur in decoding and prompt prefill (short key sets): plain math is cheap
     # there and avoids the memory-efficient kernel's bias-alignment rules.
     if mask is not None or (causal and q.shape[-2] != k.shape[-2]):
@@ -85,12 +104,15 @@ def _cuda_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, causal: bo
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     if q.dtype in (torch.float16, torch.bfloat16) and q.shape[-1] % 8 == 0 and q.shape[-1] <= 256:
         return _flash(q, k, v, scale, causal)
-    out, lse, *_ = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True, 0.0, causal,
-                                                                          scale=scale)
+    out, lse, *_ = torch.ops.aten._scaled_dot_product_efficient_attention(
+        q, k, v, None, True, 0.0, causal, scale=scale
+    )
     return out, lse[..., : q.shape[-2]].float()
 
 
-def shared_prefix_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float) -> tuple[Tensor, Tensor]:
+def shared_prefix_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, scale: float
+) -> tuple[Tensor, Tensor]:
     """Every query of every request attends to one shared prefix K/V (Hkv, P, D), no mask.
 
     The batch and the query heads of each KV group are folded into the query length, so the

@@ -70,13 +70,17 @@ def _as_request(r: object, index: int) -> ScoreRequest:
         return r
     if isinstance(r, (tuple, list)) and len(r) == 2 and all(isinstance(x, str) for x in r):
         return ScoreRequest(*r)
-    raise RequestError(f"request {index}: expected a ScoreRequest or a (context, continuation) pair of "
-                       f"strings, got {type(r).__name__} {str(r)[:80]!r}")
+    raise RequestError(
+        f"request {index}: expected a ScoreRequest or a (context, continuation) pair of "
+        f"strings, got {type(r).__name__} {str(r)[:80]!r}"
+    )
 
 
 def _raise_collected(errors: list[str], total: int, what: str) -> None:
     if errors:
-        shown = "; ".join(errors[:5]) + (f"; ... and {len(errors) - 5} more" if len(errors) > 5 else "")
+        shown = "; ".join(errors[:5]) + (
+            f"; ... and {len(errors) - 5} more" if len(errors) > 5 else ""
+        )
         raise RequestError(f"{len(errors)} of {total} {what} invalid, nothing was run: {shown}")
 
 
@@ -132,7 +136,9 @@ class Engine:
         tok = self.tokenizer
         return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
 
-    def encode_pair(self, context: str, continuation: str, index: int = 0) -> tuple[list[int], list[int]]:
+    def encode_pair(
+        self, context: str, continuation: str, index: int = 0
+    ) -> tuple[list[int], list[int]]:
         """Context and continuation token ids, split the way lm-evaluation-harness splits them."""
         context, continuation = self._normalize(context, continuation, index)
         texts = [t for t in (context, context + continuation if context else continuation) if t]
@@ -163,7 +169,9 @@ class Engine:
             ctx = enc[context]
             cont = enc[context + continuation][len(ctx) :]
         if not cont:
-            raise RequestError(f"request {index}: continuation {continuation!r} has no tokens of its own")
+            raise RequestError(
+                f"request {index}: continuation {continuation!r} has no tokens of its own"
+            )
         return ctx, cont
 
     def _fit(self, ctx: list[int], cont: list[int], index: int) -> tuple[list[int], int]:
@@ -180,7 +188,9 @@ class Engine:
 
     # -- scoring -------------------------------------------------------------------------------
     @torch.inference_mode()
-    def score(self, requests: Sequence[ScoreRequest | tuple[str, str]], desc: str = "scoring") -> list[ScoreResult]:
+    def score(
+        self, requests: Sequence[ScoreRequest | tuple[str, str]], desc: str = "scoring"
+    ) -> list[ScoreResult]:
         """Score every request; all are tokenised and checked first, so one bad request raises a
         RequestError naming it before any compute is spent."""
         normalized: list[tuple[int, str, str]] = []
@@ -191,7 +201,9 @@ class Engine:
                 normalized.append((i, *self._normalize(r.context, r.continuation, i)))
             except RequestError as exc:
                 errors.append((i, str(exc)))
-        texts = list(dict.fromkeys(t for _, c, k in normalized for t in ((c, c + k) if c else (k,))))
+        texts = list(
+            dict.fromkeys(t for _, c, k in normalized for t in ((c, c + k) if c else (k,)))
+        )
         enc = dict(zip(texts, self._encode_many(texts)))
         encoded: list[tuple[list[int], list[int], int]] = []
         for i, context, continuation in normalized:
@@ -202,11 +214,16 @@ class Engine:
             except RequestError as exc:
                 errors.append((i, str(exc)))
         _raise_collected([msg for _, msg in sorted(errors)], len(requests), "requests are")
-        return self.score_tokens([(c, k) for c, k, _ in encoded], truncated=[d for *_, d in encoded], desc=desc)
+        return self.score_tokens(
+            [(c, k) for c, k, _ in encoded], truncated=[d for *_, d in encoded], desc=desc
+        )
 
     @torch.inference_mode()
     def score_tokens(
-        self, pairs: Sequence[tuple[list[int], list[int]]], *, truncated: Sequence[int] | None = None,
+        self,
+        pairs: Sequence[tuple[list[int], list[int]]],
+        *,
+        truncated: Sequence[int] | None = None,
         desc: str = "scoring",
     ) -> list[ScoreResult]:
         """Score (context ids, continuation ids) pairs; results come back in input order."""
@@ -217,7 +234,9 @@ class Engine:
             elif not cont:
                 errors.append(f"request {i}: the continuation has no tokens")
             elif len(ctx) + len(cont) > self.max_length:
-                errors.append(f"request {i}: {len(ctx) + len(cont)} tokens exceed the window of {self.max_length}")
+                errors.append(
+                    f"request {i}: {len(ctx) + len(cont)} tokens exceed the window of {self.max_length}"
+                )
         _raise_collected(errors, len(pairs), "requests are")
         truncated = list(truncated) if truncated is not None else [0] * len(pairs)
         results: list[ScoreResult | None] = [None] * len(pairs)
@@ -239,9 +258,13 @@ class Engine:
         if self.runner is None or not self.prefix_reuse:
             return [PrefixGroup(0, list(range(len(pairs))))] if pairs else []
         return plan_prefix_groups(
-            [ctx for ctx, _ in pairs], [len(ctx) + len(cont) for ctx, cont in pairs],
-            limits=[len(ctx) - 1 for ctx, _ in pairs],  # the last context token must run: it predicts
-            min_prefix=self.min_prefix, group_overhead=self.prefix_overhead,
+            [ctx for ctx, _ in pairs],
+            [len(ctx) + len(cont) for ctx, cont in pairs],
+            limits=[
+                len(ctx) - 1 for ctx, _ in pairs
+            ],  # the last context token must run: it predicts
+            min_prefix=self.min_prefix,
+            group_overhead=self.prefix_overhead,
         )
 
     def _score_batches(self, pairs):
@@ -266,7 +289,9 @@ class Engine:
         rows, cols, targets = [], [], []
         for row, i in enumerate(batch):
             ctx, cont = pairs[i]
-            start = len(ctx) - 1 - p  # the position whose output predicts the first continuation token
+            start = (
+                len(ctx) - 1 - p
+            )  # the position whose output predicts the first continuation token
             rows += [row] * len(cont)
             cols += range(start, start + len(cont))
             targets += cont
@@ -278,7 +303,11 @@ class Engine:
             host = host.pin_memory().to(dev, non_blocking=True)
         n_ids, n = len(seqs) * width, len(rows)
         ids_t = host[:n_ids].view(len(seqs), width)
-        rows_t, cols_t, targets_t = host[n_ids : n_ids + n], host[n_ids + n : n_ids + 2 * n], host[n_ids + 2 * n :]
+        rows_t, cols_t, targets_t = (
+            host[n_ids : n_ids + n],
+            host[n_ids + n : n_ids + 2 * n],
+            host[n_ids + 2 * n :],
+        )
         if self.runner is not None:
             positions = (p + torch.arange(width, device=dev))[None].expand(len(seqs), width)
             hidden, _ = self.runner.forward(ids_t, positions, prefix=prefix)
@@ -296,14 +325,19 @@ class Engine:
             n = len(pairs[i][1])
             lp = token_lp[start : start + n]
             results[i] = ScoreResult(
-                logprob=float(lp.double().sum()), token_logprobs=lp.tolist(), n_tokens=n,
-                is_greedy=bool(greedy[start : start + n].all()), truncated=truncated[i],
+                logprob=float(lp.double().sum()),
+                token_logprobs=lp.tolist(),
+                n_tokens=n,
+                is_greedy=bool(greedy[start : start + n].all()),
+                truncated=truncated[i],
             )
             start += n
 
     # -- generation ----------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str], config: GenerationConfig | None = None) -> list[list[str]]:
+    def generate(
+        self, prompts: Sequence[str], config: GenerationConfig | None = None
+    ) -> list[list[str]]:
         """Sample ``num_samples`` completions per prompt, each cut before its first stop sequence.
 
         A sample stops at the end-of-text token, once its text contains a stop sequence, or after
@@ -312,7 +346,9 @@ class Engine:
         """
         cfg = config or GenerationConfig()
         if cfg.num_samples < 1 or cfg.max_new_tokens < 0:
-            raise RequestError(f"generation needs num_samples >= 1 and max_new_tokens >= 0, got {cfg}")
+            raise RequestError(
+                f"generation needs num_samples >= 1 and max_new_tokens >= 0, got {cfg}"
+            )
         encoded, errors = [], []
         for i, prompt in enumerate(prompts):
             if not isinstance(prompt, str):
@@ -320,8 +356,10 @@ class Engine:
                 continue
             ids = self.encode(prompt) or [self.prefix_token_id]
             if len(ids) + cfg.max_new_tokens > self.max_length:
-                errors.append(f"prompt {i}: {len(ids)} tokens + {cfg.max_new_tokens} new exceed the "
-                              f"window of {self.max_length}")
+                errors.append(
+                    f"prompt {i}: {len(ids)} tokens + {cfg.max_new_tokens} new exceed the "
+                    f"window of {self.max_length}"
+                )
             encoded.append(ids)
         _raise_collected(errors, len(prompts), "prompts are")
         out: list[list[str]] = [[] for _ in prompts]
@@ -335,15 +373,24 @@ class Engine:
         groups = [PrefixGroup(0, list(range(len(prompts))))]
         if self.prefix_reuse:
             lengths = [len(ids) for ids in encoded]
-            groups = plan_prefix_groups(encoded, lengths, limits=[n - 1 for n in lengths],
-                                        min_prefix=self.min_prefix, group_overhead=self.prefix_overhead)
+            groups = plan_prefix_groups(
+                encoded,
+                lengths,
+                limits=[n - 1 for n in lengths],
+                min_prefix=self.min_prefix,
+                group_overhead=self.prefix_overhead,
+            )
         for group in groups:
             p = group.prefix_len
-            prefix = self.runner.encode_prefix(encoded[group.members[0]][:p], self.device) if p else None
+            prefix = (
+                self.runner.encode_prefix(encoded[group.members[0]][:p], self.device) if p else None
+            )
             members = sorted(group.members, key=lambda i: -len(encoded[i]))
             for start in range(0, len(members), per_chunk):
                 chunk = members[start : start + per_chunk]
-                texts = self._generate_blocks([prompts[i] for i in chunk], [encoded[i] for i in chunk], p, prefix, cfg)
+                texts = self._generate_blocks(
+                    [prompts[i] for i in chunk], [encoded[i] for i in chunk], p, prefix, cfg
+                )
                 for i, t in zip(chunk, texts):
                     out[i] = t
         return out
@@ -354,8 +401,14 @@ class Engine:
         ids |= set(cfg_eos) if isinstance(cfg_eos, (list, tuple)) else {cfg_eos}
         return {i for i in ids if i is not None}
 
-    def _generate_blocks(self, prompts: list[str], encoded: list[list[int]], p: int,
-                         prefix: PrefixKV | None, cfg: GenerationConfig) -> list[list[str]]:
+    def _generate_blocks(
+        self,
+        prompts: list[str],
+        encoded: list[list[int]],
+        p: int,
+        prefix: PrefixKV | None,
+        cfg: GenerationConfig,
+    ) -> list[list[str]]:
         """Decode ``num_samples`` samples of each prompt against one prefix and one prompt cache."""
         runner, dev, n = self.runner, self.device, cfg.num_samples
         rests = [ids[p:] for ids in encoded]
@@ -390,8 +443,13 @@ class Engine:
             slot = cache.length
             cache.valid[:, slot] = True
             positions = (p + lens + step)[:, None]
-            hidden, _ = runner.forward(tok[:, None], positions, prefix=prefix, cache=cache,
-                                       mask=cache.valid[:, None, None, : slot + 1])
+            hidden, _ = runner.forward(
+                tok[:, None],
+                positions,
+                prefix=prefix,
+                cache=cache,
+                mask=cache.valid[:, None, None, : slot + 1],
+            )
             logits = runner.lm_head(hidden[:, -1]).float()
         texts = tracker.texts()
         return [texts[i * n : (i + 1) * n] for i in range(k)]
@@ -401,7 +459,11 @@ class Engine:
         n = cfg.num_samples
         x = torch.tensor([ids] * n, device=self.device)
         # transformers >= 5.2x renamed past_key_values to cache; accept either.
-        cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        cache_kw = (
+            "cache"
+            if "cache" in inspect.signature(self.model.forward).parameters
+            else "past_key_values"
+        )
         out = self.model(input_ids=x, use_cache=True)
         past, logits = out.get(cache_kw), out.logits[:, -1].float()
         gens = make_generators(cfg.seed, prompt, n, self.device)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-
+from itertools import pairwise
 
 
 @dataclass
@@ -75,7 +75,7 @@ def plan_prefix_groups(
     order = sorted(range(n), key=keys.__getitem__)
     # Capping each adjacent LCP by both members' limits keeps "common prefix of a sorted run =
     # minimum adjacent LCP" true for the capped prefixes too.
-    lcp = [min(_lcp(keys[a], keys[b]), limits[a], limits[b]) for a, b in zip(order, order[1:])]
+    lcp = [min(_lcp(keys[a], keys[b]), limits[a], limits[b]) for a, b in pairwise(order)]
     total = [0] * (n + 1)
     for j, i in enumerate(order):
         total[j + 1] = total[j] + lengths[i]

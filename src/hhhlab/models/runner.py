@@ -62,7 +62,9 @@ class BlockRunner:
     def __init__(self, model: torch.nn.Module):
         self.model = model
         cfg = model.config
-        self.num_heads = cfg.num_attention_heads if hasattr(cfg, "num_attention_heads") else cfg.n_head
+        self.num_heads = (
+            cfg.num_attention_heads if hasattr(cfg, "num_attention_heads") else cfg.n_head
+        )
         self.num_kv_heads = getattr(cfg, "num_key_value_heads", None) or self.num_heads
         hidden = cfg.hidden_size if hasattr(cfg, "hidden_size") else cfg.n_embd
         self.head_dim = getattr(cfg, "head_dim", None) or hidden // self.num_heads
@@ -74,7 +76,9 @@ class BlockRunner:
     def embed(self, ids: Tensor, positions: Tensor) -> tuple[Tensor, object]:
         raise NotImplementedError
 
-    def qkv(self, i: int, layer: torch.nn.Module, x: Tensor, extra: object) -> tuple[Tensor, Tensor, Tensor]:
+    def qkv(
+        self, i: int, layer: torch.nn.Module, x: Tensor, extra: object
+    ) -> tuple[Tensor, Tensor, Tensor]:
         raise NotImplementedError
 
     def finish(self, layer: torch.nn.Module, x: Tensor, attn: Tensor) -> Tensor:
@@ -122,10 +126,16 @@ class BlockRunner:
                 cache.keys[i][:, :, cache.length : end] = k
                 cache.values[i][:, :, cache.length : end] = v
                 out, lse = attention_with_lse(
-                    q, cache.keys[i][:, :, :end], cache.values[i][:, :, :end], scale=scale, mask=mask
+                    q,
+                    cache.keys[i][:, :, :end],
+                    cache.values[i][:, :, :end],
+                    scale=scale,
+                    mask=mask,
                 )
             if prefix is not None:
-                p_out, p_lse = shared_prefix_attention(q, prefix.keys[i], prefix.values[i], scale=scale)
+                p_out, p_lse = shared_prefix_attention(
+                    q, prefix.keys[i], prefix.values[i], scale=scale
+                )
                 out = merge_attention(p_out, p_lse, out, lse)
             if collect:
                 kvs.append((k, v))
@@ -140,10 +150,15 @@ class BlockRunner:
         positions = torch.arange(len(tokens), device=device)[None]
         _, kvs = self.forward(ids, positions, collect=True)
         # Contiguous once here, rather than copied by the attention kernels for every batch.
-        return PrefixKV(tokens=list(tokens), keys=[k[0].contiguous() for k, _ in kvs],
-                        values=[v[0].contiguous() for _, v in kvs])
+        return PrefixKV(
+            tokens=list(tokens),
+            keys=[k[0].contiguous() for k, _ in kvs],
+            values=[v[0].contiguous() for _, v in kvs],
+        )
 
-    def new_cache(self, batch: int, slots: int, device: torch.device, dtype: torch.dtype) -> SelfCache:
+    def new_cache(
+        self, batch: int, slots: int, device: torch.device, dtype: torch.dtype
+    ) -> SelfCache:
         shape = (batch, self.num_kv_heads, slots, self.head_dim)
         return SelfCache(
             keys=[torch.zeros(shape, device=device, dtype=dtype) for _ in self.layers],
@@ -202,7 +217,11 @@ class GPT2Runner(BlockRunner):
     def qkv(self, i, layer, x, extra):
         h = layer.ln_1(x)
         q, k, v = layer.attn.c_attn(h).split(self.hidden, dim=2)
-        return self._heads(q, self.num_heads), self._heads(k, self.num_heads), self._heads(v, self.num_heads)
+        return (
+            self._heads(q, self.num_heads),
+            self._heads(k, self.num_heads),
+            self._heads(v, self.num_heads),
+        )
 
     def finish(self, layer, x, attn):
         x = x + layer.attn.c_proj(attn)

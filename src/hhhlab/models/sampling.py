@@ -19,11 +19,14 @@ def sample_seed(seed: int, prompt: str, sample: int) -> int:
 
 
 def make_generators(seed: int, prompt: str, n: int, device: torch.device) -> list[torch.Generator]:
-    return [torch.Generator(device=device).manual_seed(sample_seed(seed, prompt, j)) for j in range(n)]
+    return [
+        torch.Generator(device=device).manual_seed(sample_seed(seed, prompt, j)) for j in range(n)
+    ]
 
 
-def next_tokens(logits: torch.Tensor, *, temperature: float, top_p: float,
-                generators: Sequence[torch.Generator]) -> torch.Tensor:
+def next_tokens(
+    logits: torch.Tensor, *, temperature: float, top_p: float, generators: Sequence[torch.Generator]
+) -> torch.Tensor:
     """One token per row of ``logits`` (rows, vocab): greedy if temperature <= 0, else
     temperature + nucleus (top-p: the smallest set of tokens whose probability reaches top_p)."""
     if temperature <= 0:
@@ -34,7 +37,9 @@ def next_tokens(logits: torch.Tensor, *, temperature: float, top_p: float,
         drop = (sorted_p.cumsum(-1) - sorted_p) > top_p  # mass before this token already enough
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, idx, sorted_p)
-    return torch.cat([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(generators)])
+    return torch.cat(
+        [torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(generators)]
+    )
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -31,3 +31,8 @@ for r in d["runs"]:
         print("   ", {k: round(v, 4) for k, v in r["breakdown"].items()})
 PY
 done
+for m in random:llama-1b random:llama-8b; do
+  echo "== generation $m"
+  timeout 120 python3 benchmarks/bench_generation.py --model "$m" --dtype bfloat16 --json >"$OUT/gen_${m#random:}.json" \
+    2>"$OUT/gen_${m#random:}.err"; tail -2 "$OUT/gen_${m#random:}.err"; cat "$OUT/gen_${m#random:}.json"
+done

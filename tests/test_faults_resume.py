@@ -17,10 +17,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from test_evals import PROMPT, make_data
 
 CLI = [sys.executable, "-c", "from hhhlab.cli import main; main()"]
@@ -64,35 +64,51 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
     return text
 
 
+def run_until(args: list[str], home: Path, should_kill: Callable[[float], bool]) -> bool:
+    """Run ``args``; SIGKILL it (and anything it started) the first time ``should_kill(seconds)``
+    holds. Returns whether it was killed (False: it finished, successfully)."""
+    t0 = time.monotonic()
+    proc = start(args, home)
+    try:
+        while proc.poll() is None:
+            if should_kill(time.monotonic() - t0):
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return True
+            time.sleep(0.01)
+        out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+        assert proc.returncode == 0, out[-3000:]
+        return False
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
 def kill_at_random_points(args: list[str], home: Path, total: int, *, kills: int, seed: int,
                           max_delay: float) -> list[tuple[str, int, float]]:
-    """Run ``args`` ``kills`` times, each killed with SIGKILL either after a random delay or when the
-    store first holds a random number of items beyond what it held; returns (how, items at kill)."""
+    """Run ``args`` up to ``kills`` times, each killed with SIGKILL either after a random delay or as
+    soon as the store holds a random number of items beyond what it held; returns (how, items
+    stored at the kill, seconds)."""
     rng = random.Random(seed)
-    log: list[tuple[str, int]] = []
+    log: list[tuple[str, int, float]] = []
     for attempt in range(kills):
         before = n_items(home)
         if before >= total:
             break
-        by_items = attempt == 0 or rng.random() < 0.5  # the first kill always lands mid-run
+        how = "items" if attempt == 0 or rng.random() < 0.5 else "delay"  # the first kill lands mid-run
         target = before + rng.randint(1, max(1, total - before - 1))
-        deadline = time.monotonic() + rng.uniform(0.5, max_delay)
-        t0 = time.monotonic()
-        proc = start(args, home)
-        while proc.poll() is None:
-            now = n_items(home)
-            if (by_items and now >= target) or (not by_items and time.monotonic() >= deadline):
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                log.append(("items" if by_items else "delay", n_items(home), round(time.monotonic() - t0, 1)))
-                break
-            time.sleep(0.01)
-        else:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            assert proc.returncode == 0, out[-3000:]
-            log.append(("finished", n_items(home), round(time.monotonic() - t0, 1)))
-        if proc.stdout:
-            proc.stdout.close()
+        delay = rng.uniform(0.5, max_delay)
+        t = [0.0]
+
+        def due(seconds: float, how=how, target=target, delay=delay, t=t) -> bool:
+            t[0] = seconds
+            return n_items(home) >= target if how == "items" else seconds >= delay
+
+        killed = run_until(args, home, due)
+        log.append((how if killed else "finished", n_items(home), round(t[0], 1)))
     return log
 
 
@@ -114,8 +130,9 @@ def assert_close(got, want, path: str = "", rel: float = 1e-4, abs_: float = 1e-
         assert got == want, f"{path}: {got!r} != {want!r}"
 
 
-def check_store(home: Path, ref_home: Path, kind: str) -> None:
-    """One run of ``kind`` holding exactly the reference run's item keys, with the same values."""
+def check_store(home: Path, ref_home: Path, kind: str, compare: tuple[str, ...] | None = None) -> None:
+    """One run of ``kind`` holding exactly the reference run's item keys, with the same values
+    (only the ``compare`` fields of each value, when given: timings differ)."""
     got, want = stored_items(home, kind), stored_items(ref_home, kind)
     assert len(want) == 1, want.keys()
     assert len(got) == 1, f"resuming created {len(got)} {kind} runs: {sorted(got)}"
@@ -123,7 +140,10 @@ def check_store(home: Path, ref_home: Path, kind: str) -> None:
     assert sorted(got_items) == sorted(want_items), (
         f"lost {sorted(set(want_items) - set(got_items))[:5]}, extra {sorted(set(got_items) - set(want_items))[:5]}")
     for key in want_items:
-        assert_close(json.loads(got_items[key]), json.loads(want_items[key]), key)
+        g, w = json.loads(got_items[key]), json.loads(want_items[key])
+        if compare:
+            g, w = {k: g.get(k) for k in compare}, {k: w.get(k) for k in compare}
+        assert_close(g, w, key, rel=1e-4, abs_=1e-5)
     con = sqlite3.connect(home / "runs.sqlite")
     try:
         (status,), = con.execute("SELECT status FROM runs WHERE kind=?", (kind,)).fetchall()
@@ -187,7 +207,7 @@ def _run_eval_kill_test(eval_data, tmp_path, monkeypatch, kills: int, seed: int)
     assert "resuming run" in text
 
     want, got = json.loads(ref_out.read_text()), json.loads(out.read_text())
-    key = lambda r: (r["model"], r["condition"], r["variant"], r["eval"])  # noqa: E731
+    key = lambda r: (r["model"], r["condition"], r["variant"], r["eval"])
     assert sorted(map(key, got["results"])) == sorted(map(key, want["results"]))
     by_key = {key(r): r for r in got["results"]}
     for r in want["results"]:
@@ -206,3 +226,91 @@ def test_eval_killed_at_random_points_resumes_to_the_uninterrupted_result(eval_d
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_eval_killed_many_times_resumes_to_the_uninterrupted_result(eval_data, tmp_path, monkeypatch, seed):
     _run_eval_kill_test(eval_data, tmp_path, monkeypatch, kills=5, seed=seed)
+
+
+# -- sweep --------------------------------------------------------------------------------------
+SWEEP_MODEL = "tiny:llama,layers=1,hidden=32,heads=2"
+SWEEP_CELLS = 2  # one model x (imitation, preference) x one dataset
+SWEEP_STEPS = 6
+# what must not depend on interruptions (timings and throughput do)
+CELL_RESULT_KEYS = ("accuracy", "accuracy_ci", "n_eval", "group_accuracy", "group_accuracy_ci", "ece",
+                    "non_embedding_params", "train_steps", "final_train_loss", "kind")
+
+
+@pytest.fixture(scope="module")
+def sweep_data(tmp_path_factory) -> Path:
+    from test_sweep import _ranked
+
+    from hhhlab.data.schema import write_jsonl
+
+    path = tmp_path_factory.mktemp("sweepdata") / "arith.jsonl"
+    write_jsonl(_ranked(30), path)
+    return path
+
+
+def sweep_args(data: Path, out: Path, **over) -> list[str]:
+    opts = {"--datasets": f"arith={data}", "--output": str(out), "--models": SWEEP_MODEL,
+            "--objectives": "imitation,preference", "--train-size": "16", "--eval-size": "6",
+            "--max-steps": str(SWEEP_STEPS), "--checkpoint-every": "2", "--batch-size": "4", "--lr": "3e-3",
+            "--max-length": "64", "--seed": "0", **over}
+    return ["sweep", "objectives", *(x for kv in opts.items() for x in kv)]
+
+
+def checkpoints(out: Path) -> set[str]:
+    return {str(p) for p in out.glob("cells/**/checkpoints/ckpt-*")}
+
+
+def _run_sweep_kill_test(sweep_data, tmp_path, monkeypatch, kills: int, seed: int) -> list:
+    ref_home, home = tmp_path / "ref_home", tmp_path / "home"
+    ref_out, out = tmp_path / "ref_sweep", tmp_path / "sweep"
+    reference_run(sweep_args(sweep_data, ref_out), ref_home, monkeypatch)
+
+    rng = random.Random(seed)
+    log = []
+    for attempt in range(kills):
+        if n_items(home) >= SWEEP_CELLS:
+            break
+        # a new training checkpoint (kill inside a cell, it resumes from there), a finished cell,
+        # or a random delay (import, model load, data preparation, evaluation, ...)
+        modes = ["checkpoint", "cell", "delay"]
+        how = modes[attempt] if attempt < 3 else rng.choice(modes)
+        seen, cells_before, delay = checkpoints(out), n_items(home), rng.uniform(1.0, 25.0)
+        extra = rng.uniform(0.0, 0.5)
+        fired: list[float] = []
+
+        def due(seconds: float, how=how, seen=seen, before=cells_before, delay=delay, extra=extra,
+                fired=fired) -> bool:
+            if how == "delay":
+                return seconds >= delay
+            hit = checkpoints(out) - seen if how == "checkpoint" else n_items(home) > before
+            if hit and not fired:
+                fired.append(seconds)
+            return bool(fired) and seconds >= fired[0] + extra
+
+        killed = run_until(sweep_args(sweep_data, out), home, due)
+        log.append((how if killed else "finished", n_items(home), sorted(Path(p).name for p in checkpoints(out))))
+    t0 = time.monotonic()
+    finish(start(sweep_args(sweep_data, out), home))
+    print(f"sweep kills {log}; final resume {time.monotonic() - t0:.1f}s")
+    assert any(how != "finished" for how, *_ in log), log
+
+    want = json.loads((ref_out / "sweep.json").read_text())
+    got = json.loads((out / "sweep.json").read_text())
+    pick = lambda cells: {(c["dataset"], c["objective"], c["model"]): {k: c.get(k) for k in CELL_RESULT_KEYS}
+                          for c in cells}
+    assert len(got["cells"]) == SWEEP_CELLS
+    assert_close(pick(got["cells"]), pick(want["cells"]), "cells", rel=1e-4, abs_=1e-5)
+    assert_close(got["gains"], want["gains"], "gains", rel=1e-4, abs_=1e-5)
+    assert all(c["train_steps"] == SWEEP_STEPS for c in got["cells"])
+    check_store(home, ref_home, "sweep_objectives", compare=CELL_RESULT_KEYS)
+    return log
+
+
+def test_sweep_killed_inside_and_between_cells_resumes_to_the_uninterrupted_result(sweep_data, tmp_path, monkeypatch):
+    _run_sweep_kill_test(sweep_data, tmp_path, monkeypatch, kills=2, seed=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sweep_killed_many_times_resumes_to_the_uninterrupted_result(sweep_data, tmp_path, monkeypatch, seed):
+    _run_sweep_kill_test(sweep_data, tmp_path, monkeypatch, kills=5, seed=seed)

@@ -15,6 +15,8 @@ train split, so a sweep at N=500 and one at N=5000 share their first 500 groups.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import re
 from dataclasses import dataclass
@@ -109,12 +111,26 @@ def _build_all(name: str, spec: DatasetSpec, data_dir: Path | None, cache: Path)
     return target
 
 
+def _source_fingerprint(name: str, path: Path | None, data_dir: Path | None) -> str:
+    if path is None:
+        ident = f"{name}|{data_dir.resolve() if data_dir else None}"
+    else:
+        files = [path / "train.jsonl", path / "test.jsonl"] if path.is_dir() else [path]
+        stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) if f.exists() else (str(f), None)
+                 for f in files]
+        ident = json.dumps(stats)
+    return hashlib.sha1(ident.encode()).hexdigest()[:8]
+
+
 def prepare_dataset(
     name: str, path: Path | None, *, data_dir: Path | None, cache: Path, train_size: int | None,
     eval_size: int | None, seed: int = 0,
 ) -> PreparedDataset:
-    """Resolve a dataset to train/test JSONL files of the requested sizes (cached, deterministic)."""
-    cache = cache / name
+    """Resolve a dataset to train/test JSONL files of the requested sizes (cached, deterministic).
+
+    The cache folder is per source (its path, size and modification time, or the data dir), so a
+    NAME pointed at another or a rebuilt file never reuses the old file's splits."""
+    cache = cache / f"{name}-{_source_fingerprint(name, path, data_dir)}"
     cache.mkdir(parents=True, exist_ok=True)
     train_path, test_path = cache / f"train-{train_size}-s{seed}.jsonl", cache / f"test-{eval_size}.jsonl"
     spec = KNOWN.get(name) if path is None else None

@@ -24,16 +24,17 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hhhlab.errors import HHHLabError
 from hhhlab.experiments.datasets import PreparedDataset, parse_datasets, prepare_dataset
 from hhhlab.models.load import expand_model_list
-from hhhlab.errors import HHHLabError
-from hhhlab.store import ResultsStore, atomic_write_json, read_json
+from hhhlab.store import ResultsStore, atomic_write_json
 
 
 class SweepConfig(BaseModel):
     """Everything that defines a sweep; the resolved copy is saved in its run directory."""
 
-    model_config = ConfigDict(extra="forbid")
+    # no inf/NaN: `--lr inf` or `--epochs inf` must be an error, not a run that diverges or never ends
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     models: str = Field("smollm2-135m@L2,@L4,@L8,@L15,smollm2-135m", description="ladder, comma-separated")
     objectives: str = Field("imitation,preference", description="imitation, preference, classifier")
@@ -77,13 +78,24 @@ class Cell:
         return re.sub(r"[^A-Za-z0-9_.@-]+", "_", f"{self.dataset}/{self.objective}/{self.model}")
 
 
+# Settings that do not change a cell's result: changing them resumes the same run and cells.
+NOT_RESULT_FIELDS = {"progress", "checkpoint_every"}
+
+
+def settings_digest(cfg: SweepConfig) -> str:
+    """Names the store run and the cells' training folders: another learning rate or step count
+    must neither reuse finished cells nor hit the trainer's "checkpoint from other settings" stop."""
+    settings = json.dumps(cfg.model_dump(exclude=NOT_RESULT_FIELDS), sort_keys=True)
+    return hashlib.sha1(settings.encode()).hexdigest()[:10]
+
+
 def cell_config(cfg: SweepConfig, cell: Cell, data: PreparedDataset):
     """The `TrainConfig` of one cell: the sweep's hyper-parameters, the cell's model and data."""
     from hhhlab.train.config import TrainConfig
 
     return TrainConfig(
         model=cell.model, objective=cell.objective, train=str(data.train), eval=str(data.test),
-        output=str(Path(cfg.output) / "cells" / cell.slug()), epochs=cfg.epochs, max_steps=cfg.max_steps,
+        output=str(Path(cfg.output) / "cells" / settings_digest(cfg) / cell.slug()), epochs=cfg.epochs, max_steps=cfg.max_steps,
         checkpoint_every=cfg.checkpoint_every,
         batch_size=cfg.batch_size, lr=cfg.lr, max_length=cfg.max_length, dtype=cfg.dtype, lora=cfg.lora,
         seed=cfg.seed, progress=cfg.progress, record_run=False,
@@ -134,12 +146,10 @@ def run_sweep(
     models, objectives = check_grid(cfg)
     store = store or ResultsStore()
     # One store run per (output dir, settings): rerunning resumes it; changed settings start a new
-    # run rather than mixing in stale cells (each cell's own training cache is keyed by its config).
-    settings = json.dumps(cfg.model_dump(exclude={"progress"}), sort_keys=True)
-    digest = hashlib.sha1(settings.encode()).hexdigest()[:10]
-    run_id = "sweep-" + re.sub(r"[^A-Za-z0-9]+", "-", str(out.resolve()))[-48:].strip("-") + "-" + digest
+    # run rather than mixing in stale cells (their training folders are per settings too).
+    run_id = ("sweep-" + re.sub(r"[^A-Za-z0-9]+", "-", str(out.resolve()))[-48:].strip("-") + "-"
+              + settings_digest(cfg))
     run = store.create_run("sweep_objectives", cfg.model_dump(), name=out.name, run_id=run_id)
-    _check_same_settings(cfg, run.path / "config.json")
     data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
     datasets = {
         name: prepare_dataset(name, path, data_dir=data_dir, cache=out / "data", train_size=cfg.train_size,
@@ -174,28 +184,6 @@ def run_sweep(
     run.finish({"n_cells": len(cells), "gains": results["gains"], "figures": results["figures"]})
     atomic_write_json(out / "sweep.json", results)
     return results
-
-
-# Settings that do not change a cell's result: a resumed sweep may change them.
-NOT_RESULT_FIELDS = {"progress", "checkpoint_every"}
-
-
-def _check_same_settings(cfg: SweepConfig, saved_path: Path) -> None:
-    """A sweep directory resumes only under the settings that produced its finished cells: with
-    others (more steps, another dataset file under the same name, ...) its cached cells and data
-    splits would be silently reused as if they answered the new question."""
-    if not saved_path.exists():
-        return
-    saved = read_json(saved_path)
-    if not isinstance(saved, dict):
-        raise HHHLabError(f"{saved_path}: expected the sweep's settings (a JSON object)")
-    now = cfg.model_dump()
-    diff = {k: (saved[k], v) for k, v in now.items()
-            if k in saved and k not in NOT_RESULT_FIELDS and saved[k] != v}
-    if diff:
-        listed = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in diff.items())
-        raise HHHLabError(f"{cfg.output} holds a sweep run with other settings ({listed}); resume it with the "
-                          "same settings or give another --output")
 
 
 def pm_minus_il(cells: list[Cell], done: dict[str, dict]) -> list[dict]:

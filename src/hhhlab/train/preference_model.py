@@ -55,14 +55,16 @@ class PreferenceModel(torch.nn.Module):
         self.scoring = scoring
         self.name = name
         self.extra = dict(extra or {})
-        if EOC_TOKEN not in tokenizer.get_vocab():
+        added = EOC_TOKEN not in tokenizer.get_vocab()
+        if added:
             tokenizer.add_special_tokens({"additional_special_tokens": [EOC_TOKEN]})
         self.eoc_id = tokenizer.convert_tokens_to_ids(EOC_TOKEN)
         if lm.get_input_embeddings().weight.shape[0] <= self.eoc_id:
             lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-            with torch.no_grad():  # the EOC row starts as the mean embedding (deterministic, no warning)
+        if added:  # the new EOC row (appended, or a spare row of a padded vocabulary) starts as the mean
+            with torch.no_grad():  # embedding: deterministic, and no warning from transformers
                 emb = lm.get_input_embeddings().weight
-                emb[self.eoc_id:] = emb[: self.eoc_id].mean(0)
+                emb[self.eoc_id] = emb[: self.eoc_id].mean(0)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         cfg = lm.config

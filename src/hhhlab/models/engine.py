@@ -18,6 +18,12 @@ How it is fast (see ``prefix.py``, ``runner.py``, ``attention.py``):
 Architectures without a block runner (anything not Llama-family or GPT-2) use a generic path:
 a plain transformers forward per batch (no prefix reuse) and transformers' KV cache for sampling.
 
+Accuracy (tests/test_engine.py): in fp32 the engine equals naive one-request-at-a-time scoring
+within 1e-4 (measured ~1e-5), whatever the batch size (1, 7, 32) or prefix sharing. In bf16 the
+engine and a naive bf16 forward each round differently: within 0.05 nats per request on tiny
+models; on random-weight 1B/8B shapes (H100) up to 0.2-0.6 nats per ~10-token request, the
+size of bf16 noise itself, so use fp32 where differences that small matter.
+
 All requests are validated before any compute, so a bad item costs nothing already computed;
 the error names every bad item (up to five) by index.
 """

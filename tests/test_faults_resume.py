@@ -314,3 +314,51 @@ def test_sweep_killed_inside_and_between_cells_resumes_to_the_uninterrupted_resu
 @pytest.mark.parametrize("seed", [1, 2])
 def test_sweep_killed_many_times_resumes_to_the_uninterrupted_result(sweep_data, tmp_path, monkeypatch, seed):
     _run_sweep_kill_test(sweep_data, tmp_path, monkeypatch, kills=5, seed=seed)
+
+
+# -- resuming a sweep directory under other settings ---------------------------------------------
+def test_sweep_rerun_with_other_settings_trains_afresh_instead_of_failing(sweep_data, tmp_path):
+    """Same --output, another learning rate: a new store run whose cells train in their own
+    folders (before, the trainer found the old cells' checkpoints and stopped with "written by
+    a run with different settings")."""
+    from hhhlab.experiments.sweep import SweepConfig, run_sweep
+    from hhhlab.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "store")
+    cfg = SweepConfig(models=SWEEP_MODEL, objectives="preference", datasets=f"arith={sweep_data}", train_size=8,
+                      eval_size=4, output=str(tmp_path / "sweep"), batch_size=4, max_steps=2, lr=1e-3,
+                      max_length=64, progress=False)
+    first = run_sweep(cfg, store=store)
+    second = run_sweep(cfg.model_copy(update={"lr": 3e-2}), store=store)
+    assert len(store.runs("sweep_objectives")) == 2
+    assert first["cells"][0]["final_train_loss"] != second["cells"][0]["final_train_loss"]
+    again = run_sweep(cfg.model_copy(update={"checkpoint_every": 7}), store=store)  # not a result setting
+    assert len(store.runs("sweep_objectives")) == 2 and again["cells"] == first["cells"]
+
+
+def test_sweep_dataset_name_pointed_at_another_file_uses_that_file(tmp_path):
+    from test_sweep import _ranked
+
+    from hhhlab.data.schema import write_jsonl
+    from hhhlab.experiments.sweep import SweepConfig, run_sweep
+    from hhhlab.store import ResultsStore
+
+    path = tmp_path / "d.jsonl"
+    contexts = []
+
+    def fake_train(tc):
+        contexts.append({json.loads(line)["context"] for line in open(tc.train)})
+        return {"accuracy": 0.5, "accuracy_ci": [0.4, 0.6], "n_eval": 4, "non_embedding_params": 1}
+
+    cfg = SweepConfig(models=SWEEP_MODEL, objectives="preference", datasets=f"arith={path}", train_size=8,
+                      eval_size=4, output=str(tmp_path / "sweep"), max_steps=1, progress=False)
+    store = ResultsStore(tmp_path / "store")
+    write_jsonl(_ranked(20, seed=0), path)
+    run_sweep(cfg, store=store, train_fn=fake_train)
+    time.sleep(0.01)
+    write_jsonl([g.model_copy(update={"context": "Rebuilt. " + g.context}) for g in _ranked(20, seed=0)], path)
+    run_sweep(cfg, store=store, train_fn=fake_train)  # same settings, rebuilt file: its cells are cached...
+    assert len(contexts) == 1
+    store2 = ResultsStore(tmp_path / "store2")  # ...but a fresh store (cells not cached) must read the new file
+    run_sweep(cfg, store=store2, train_fn=fake_train)
+    assert len(contexts) == 2 and all(c.startswith("Rebuilt. ") for c in contexts[1])

@@ -256,3 +256,18 @@ def test_lm_eval_token_boundary(tiny_llama):
     batched = engine.score(reqs)
     for i, (r, res) in enumerate(zip(reqs, batched)):
         assert res.n_tokens == len(engine.encode_pair(*r, i)[1])
+
+
+@pytest.mark.slow
+def test_default_model_fast_path_matches_naive():
+    """The embedded SmolLM2 (Llama-family, GQA 9/3 heads) takes the block-runner path and matches."""
+    from hhhlab.models.runner import LlamaRunner
+
+    lm = load_model("smollm2-135m", device="cpu", dtype="float32")
+    engine = Engine(lm, batch_size=4, prefix_overhead=0)
+    assert isinstance(engine.runner, LlamaRunner)
+    hhh = "Human: What is the capital of France?\n\nAssistant: The capital of France is Paris.\n\n" * 3
+    reqs = [(hhh + "Human: Name a colour.\n\nAssistant:", a) for a in (" Blue.", " Red, I think.", " Paris")]
+    reqs.append(("The capital of France is", " Paris"))
+    assert any(g.prefix_len > 50 for g in engine.plan([engine.encode_pair(*r) for r in reqs]))
+    check_against_naive(lm, engine, reqs, FP32_TOL)

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,19 @@ class Run:
             "INSERT OR REPLACE INTO items(run_id, key, value) VALUES (?,?,?)",
             (self.run_id, key, json.dumps(value, default=str)),
         )
+
+    def put_items(self, items: Mapping[str, Any]) -> None:
+        """Record many finished items in one transaction: a crash keeps all of them or none, and
+        the disk syncs once instead of once per item (``put_item`` costs one fsync, ~25 ms on a
+        busy disk, which dominates a fast eval of thousands of items)."""
+        rows = [(self.run_id, key, json.dumps(value, default=str)) for key, value in items.items()]
+        if not rows:
+            return
+        try:
+            with self.store._connect() as con:
+                con.executemany("INSERT OR REPLACE INTO items(run_id, key, value) VALUES (?,?,?)", rows)
+        except sqlite3.Error as exc:
+            raise StoreError(f"results store {self.store.db_path}: {exc}") from exc
 
     def items(self) -> dict[str, Any]:
         rows = self.store._exec("SELECT key, value FROM items WHERE run_id=?", (self.run_id,))

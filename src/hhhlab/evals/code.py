@@ -111,10 +111,11 @@ class CodeEval(Eval):
         for item, completions in sample_chunks(
             items, ctx, lambda it: self.prompt_text(it, ctx), config, self.chunk_items
         ):
-            programs = [
-                check_program(item.data["prompt"], c, item.data["tests"]) for c in completions
-            ]
-            runs = run_many(programs, config=sandbox, workers=workers)
+            # Identical completions (common at T = 0.6) run once; each sample keeps its result.
+            unique = list(dict.fromkeys(completions))
+            programs = [check_program(item.data["prompt"], c, item.data["tests"]) for c in unique]
+            by_completion = dict(zip(unique, run_many(programs, config=sandbox, workers=workers)))
+            runs = [by_completion[c] for c in completions]
             errors = [r for r in runs if r.status == "error"]
             if errors:  # the sandbox could not run: not the model's fault, never a silent 0
                 raise DataError(f"{self.name} {item.id}: the sandbox failed: {errors[0].detail}")

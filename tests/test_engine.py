@@ -157,6 +157,17 @@ def test_batch_size_invariance(lm, batch_size):
     assert max(abs(a - b.logprob) for a, b in zip(ref, got)) < FP32_TOL
 
 
+def test_sharding_invariance(lm):
+    """Two processes each scoring half (interleaved shards, so prefix groups split) give what one
+    process scoring everything gives: grouping changes the work, never the numbers."""
+    reqs = workload(6)
+    whole = Engine(lm, batch_size=8, prefix_overhead=32).score(reqs)
+    shards = [Engine(lm, batch_size=8, prefix_overhead=32).score(reqs[k::2]) for k in (0, 1)]
+    merged = [shards[i % 2][i // 2] for i in range(len(reqs))]
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(whole, merged)) < FP32_TOL
+    assert [a.is_greedy for a in whole] == [b.is_greedy for b in merged]
+
+
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -266,8 +277,14 @@ def test_default_model_fast_path_matches_naive():
     lm = load_model("smollm2-135m", device="cpu", dtype="float32")
     engine = Engine(lm, batch_size=4, prefix_overhead=0)
     assert isinstance(engine.runner, LlamaRunner)
-    hhh = "Human: What is the capital of France?\n\nAssistant: The capital of France is Paris.\n\n" * 3
-    reqs = [(hhh + "Human: Name a colour.\n\nAssistant:", a) for a in (" Blue.", " Red, I think.", " Paris")]
+    hhh = (
+        "Human: What is the capital of France?\n\nAssistant: The capital of France is Paris.\n\n"
+        * 3
+    )
+    reqs = [
+        (hhh + "Human: Name a colour.\n\nAssistant:", a)
+        for a in (" Blue.", " Red, I think.", " Paris")
+    ]
     reqs.append(("The capital of France is", " Paris"))
     assert any(g.prefix_len > 50 for g in engine.plan([engine.encode_pair(*r) for r in reqs]))
     check_against_naive(lm, engine, reqs, FP32_TOL)

@@ -218,6 +218,7 @@ def _run_eval_kill_test(eval_data, tmp_path, monkeypatch, kills: int, seed: int)
     return log
 
 
+# ~15 s on an idle machine, ~100 s on the loaded shared one: two CLI starts (torch import) dominate
 def test_eval_killed_at_random_points_resumes_to_the_uninterrupted_result(eval_data, tmp_path, monkeypatch):
     _run_eval_kill_test(eval_data, tmp_path, monkeypatch, kills=1, seed=0)
 
@@ -306,6 +307,7 @@ def _run_sweep_kill_test(sweep_data, tmp_path, monkeypatch, kills: int, seed: in
     return log
 
 
+@pytest.mark.slow  # ~140 s on the shared 2-core machine (three CLI starts, real training)
 def test_sweep_killed_inside_and_between_cells_resumes_to_the_uninterrupted_result(sweep_data, tmp_path, monkeypatch):
     _run_sweep_kill_test(sweep_data, tmp_path, monkeypatch, kills=2, seed=0)
 
@@ -347,7 +349,7 @@ def test_sweep_dataset_name_pointed_at_another_file_uses_that_file(tmp_path):
     contexts = []
 
     def fake_train(tc):
-        contexts.append({json.loads(line)["context"] for line in open(tc.train)})
+        contexts.append({json.loads(line)["context"] for line in Path(tc.train).read_text().splitlines()})
         return {"accuracy": 0.5, "accuracy_ci": [0.4, 0.6], "n_eval": 4, "non_embedding_params": 1}
 
     cfg = SweepConfig(models=SWEEP_MODEL, objectives="preference", datasets=f"arith={path}", train_size=8,

@@ -332,7 +332,7 @@ def test_cli_sweep_with_random_values(monkeypatch, tmp_path_factory, opt, value)
     monkeypatch.setenv("HHHLAB_HOME", str(out / "home"))
     args = ["sweep", "objectives", "--datasets", "a=x.jsonl", "--output", str(out / "o"), "--models", "tiny:llama",
             *(["--max-steps", "2"] if opt != "--max-steps" else []), opt, value]
-    outcome, got = invoke(args)
+    outcome, _ = invoke(args)
     if outcome == "reached":
         from hhhlab.store import ResultsStore
 

@@ -22,7 +22,14 @@ from hypothesis import strategies as st
 
 from hhhlab.errors import HHHLabError
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=60, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
+
+
+def known_bug(reason: str) -> None:
+    """Skip an example that hits a bug reported and pinned by an xfail test below (outside the
+    files this suite may fix), so the fuzzer keeps looking for other problems."""
+    assume(False)
 
 
 # -- YAML training configs ----------------------------------------------------------------------
@@ -79,7 +86,7 @@ def test_yaml_mapping_of_random_keys_and_values_loads_or_fails_cleanly(tmp_path_
 
 
 @FUZZ
-@given(st.binary(max_size=200))
+@given(st.one_of(st.text(max_size=200).map(str.encode), st.binary(max_size=200)))
 @example(b"\xff\xfe train: a\n")  # invalid UTF-8
 @example(b"- a\n- b\n")  # a list, not a mapping
 @example(b"just a string")
@@ -93,8 +100,8 @@ def test_yaml_file_of_random_bytes_fails_cleanly(tmp_path_factory, data):
         load_config(path)
     except HHHLabError as exc:
         assert "cfg.yaml" in str(exc), exc
-    except UnicodeDecodeError as exc:
-        pytest.xfail(f"train/config.py: invalid UTF-8 escapes as a traceback ({exc}); see test below")
+    except UnicodeDecodeError:
+        known_bug("test_yaml_with_invalid_utf8_is_a_clean_error")
 
 
 @pytest.mark.xfail(strict=False, reason="train/config.py load_config catches OSError and YAMLError but not "
@@ -207,8 +214,9 @@ def test_tiny_spec_options_parse_or_fail_cleanly(opts, arch):
         got_arch, kwargs = parse_tiny_spec(spec)
     except HHHLabError:
         return
-    except ValueError as exc:
-        pytest.xfail(f"models/tiny.py parse_tiny_spec raises ValueError, not HHHLabError: {exc}")
+    except ValueError:
+        known_bug("test_bad_tiny_spec_is_a_model_load_error")
+        return
     assert got_arch == arch.strip()
     assert all(isinstance(v, int) for v in kwargs.values())
 
@@ -379,6 +387,6 @@ def test_cli_models_with_random_specs(monkeypatch, spec):
     try:
         invoke(["models", spec, "--dtype", "float32"])
     except AssertionError as exc:
-        if "ValueError" in str(exc) or "TypeError" in str(exc):
-            pytest.xfail(f"models/tiny.py: bad tiny spec is a traceback: {exc}")
+        if "uncaught ValueError" in str(exc) or "uncaught TypeError" in str(exc):
+            known_bug("test_bad_tiny_spec_is_a_model_load_error")
         raise

@@ -390,3 +390,13 @@ def test_cli_models_with_random_specs(monkeypatch, spec):
         if "uncaught ValueError" in str(exc) or "uncaught TypeError" in str(exc):
             known_bug("test_bad_tiny_spec_is_a_model_load_error")
         raise
+
+
+@pytest.mark.xfail(strict=False, reason="models/device.py: resolve_device('foo') raises torch's RuntimeError and "
+                                        "resolve_dtype('int8') a ValueError; the CLI shows a traceback")
+@pytest.mark.parametrize("args", [["models", "tiny:llama", "--dtype", "int8"],
+                                  ["demo", "--model", "tiny:llama", "--dtype", "int8"],
+                                  ["eval", "--model", "tiny:llama", "--evals", "lambada", "--device", "foo",
+                                   "--no-progress"]])
+def test_cli_bad_device_or_dtype_is_a_clean_error(args):
+    assert invoke(args)[0] == "error"

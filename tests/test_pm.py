@@ -17,7 +17,7 @@ GROUPS = [
     ("Question: Why is the sky blue?\nAnswer:", [" Rayleigh scattering.", " Because it is."]),
     ("", [" an empty context", " still works"]),
     ("The quick brown fox jumps over the lazy dog. " * 5, [" yes", " no", " maybe", " later", " never"]),
-] * 3  # 15 groups, 48 responses: batch sizes 1, 7 and 32 all split groups differently
+] * 2  # 10 groups, 32 responses: batch sizes 1, 7 and 32 all split groups differently
 
 
 @pytest.fixture(scope="module", params=[LLAMA, GPT2], ids=["llama", "gpt2"])

@@ -214,15 +214,10 @@ def test_tiny_spec_options_parse_or_fail_cleanly(opts, arch):
         got_arch, kwargs = parse_tiny_spec(spec)
     except HHHLabError:
         return
-    except ValueError:
-        known_bug("test_bad_tiny_spec_is_a_model_load_error")
-        return
     assert got_arch == arch.strip()
     assert all(isinstance(v, int) for v in kwargs.values())
 
 
-@pytest.mark.xfail(strict=False, reason="models/tiny.py + models/load.py: a bad tiny spec raises ValueError "
-                                        "(bad option, unknown arch) or TypeError (unknown key): a traceback")
 @pytest.mark.parametrize("spec", ["tiny:llama,layers=x", "tiny:foo", "tiny:llama,foo=1", "tiny:llama,hidden=30"])
 def test_bad_tiny_spec_is_a_model_load_error(spec):
     from hhhlab.errors import ModelLoadError
@@ -384,16 +379,9 @@ def test_cli_models_with_random_specs(monkeypatch, spec):
         raise Reached(s)
 
     monkeypatch.setattr(load, "load_model", checked)
-    try:
-        invoke(["models", spec, "--dtype", "float32"])
-    except AssertionError as exc:
-        if "uncaught ValueError" in str(exc) or "uncaught TypeError" in str(exc):
-            known_bug("test_bad_tiny_spec_is_a_model_load_error")
-        raise
+    invoke(["models", spec, "--dtype", "float32"])
 
 
-@pytest.mark.xfail(strict=False, reason="models/device.py: resolve_device('foo') raises torch's RuntimeError and "
-                                        "resolve_dtype('int8') a ValueError; the CLI shows a traceback")
 @pytest.mark.parametrize("args", [["models", "tiny:llama", "--dtype", "int8"],
                                   ["demo", "--model", "tiny:llama", "--dtype", "int8"],
                                   ["eval", "--model", "tiny:llama", "--evals", "lambada", "--device", "foo",

@@ -54,7 +54,7 @@ def test_dtype_resolution():
     assert resolve_dtype("float32") is torch.float32
     assert resolve_dtype("bf16") is torch.bfloat16
     assert resolve_dtype("auto", torch.device("cpu")) in (torch.float32, torch.bfloat16)
-    with pytest.raises(ValueError, match="unknown dtype"):
+    with pytest.raises(ModelLoadError, match="unknown dtype"):
         resolve_dtype("int3")
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from hhhlab.errors import ModelLoadError
+
 DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -34,7 +36,13 @@ def cpu_has_native_bf16() -> bool:
 def resolve_device(device: str | None = "auto") -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ModelLoadError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} was asked for, but this machine has no CUDA device")
+    return dev
 
 
 def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: torch.device | None = None) -> torch.dtype:
@@ -48,4 +56,4 @@ def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: torch.device
     try:
         return DTYPES[str(dtype).lower()]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of auto, {', '.join(DTYPES)}") from None
+        raise ModelLoadError(f"unknown dtype {dtype!r}; choose one of auto, {', '.join(DTYPES)}") from None

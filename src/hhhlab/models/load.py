@@ -159,13 +159,21 @@ def _load_raw(spec: str, dtype: torch.dtype) -> tuple[torch.nn.Module, PreTraine
 
     from hhhlab.models.tiny import parse_tiny_spec, random_model, tiny_model
 
-    if spec.startswith("tiny:"):
-        arch, kwargs = parse_tiny_spec(spec)
-        model, tok = tiny_model(arch, **kwargs)
-        return model, tok, ["random-initialised tiny model"]
-    if spec.startswith("random:"):
-        model, tok = random_model(spec.split(":", 1)[1])
-        return model, tok, ["random weights at a real model's shape (timing only)"]
+    if spec.startswith(("tiny:", "random:")):
+        try:
+            if spec.startswith("tiny:"):
+                arch, kwargs = parse_tiny_spec(spec)
+                model, tok = tiny_model(arch, **kwargs)
+                return model, tok, ["random-initialised tiny model"]
+            model, tok = random_model(spec.split(":", 1)[1])
+            return model, tok, ["random weights at a real model's shape (timing only)"]
+        except ModelLoadError:
+            raise
+        except TypeError as exc:  # an unknown keyword such as tiny:llama,foo=1
+            raise ModelLoadError(f"bad model spec {spec!r}: {exc}; options are layers, hidden, heads, "
+                                 "kv_heads, ctx, vocab, seed") from None
+        except Exception as exc:  # noqa: BLE001 - a config transformers refuses (ValueError, validation errors)
+            raise ModelLoadError(f"bad model spec {spec!r}: {exc}") from None
     caveats: list[str] = []
     if spec == DEFAULT_NAME:
         path = str(ensure_default_model())

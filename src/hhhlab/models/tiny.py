@@ -14,7 +14,15 @@ from __future__ import annotations
 import functools
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+from hhhlab.errors import ModelLoadError
 
 SPECIAL = {"bos": "<|im_start|>", "eos": "<|im_end|>", "unk": "<|endoftext|>"}
 
@@ -85,7 +93,7 @@ def parse_tiny_spec(spec: str) -> tuple[str, dict[str, int]]:
         try:
             kwargs[key.strip()] = int(value)
         except ValueError:
-            raise ValueError(f"bad option {opt!r} in model spec {spec!r}: expected key=integer") from None
+            raise ModelLoadError(f"bad option {opt!r} in model spec {spec!r}: expected key=integer") from None
     return arch.strip(), kwargs
 
 
@@ -119,14 +127,14 @@ def tiny_model(
         )
         model = GPT2LMHeadModel(cfg)
     else:
-        raise ValueError(f"unknown tiny architecture {arch!r}: choose llama or gpt2")
+        raise ModelLoadError(f"unknown tiny architecture {arch!r}: choose llama or gpt2")
     return model.eval(), tok
 
 
 def random_model(shape: str, *, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedTokenizerFast | None]:
     """Random weights at a real model's shape, for timing; the tokenizer is the tiny one."""
     if shape not in RANDOM_SHAPES:
-        raise ValueError(f"unknown random shape {shape!r}: choose one of {', '.join(RANDOM_SHAPES)}")
+        raise ModelLoadError(f"unknown random shape {shape!r}: choose one of {', '.join(RANDOM_SHAPES)}")
     torch.manual_seed(seed)
     cfg = LlamaConfig(max_position_embeddings=8192, **RANDOM_SHAPES[shape])
     tok = tiny_tokenizer(512)

@@ -17,19 +17,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hhhlab.errors import HHHLabError
 
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
-
-
-def known_bug(reason: str) -> None:
-    """Skip an example that hits a bug reported and pinned by an xfail test below (outside the
-    files this suite may fix), so the fuzzer keeps looking for other problems."""
-    assume(False)
 
 
 # -- YAML training configs ----------------------------------------------------------------------
@@ -54,12 +48,6 @@ def _write(tmp_path: Path, data: bytes) -> Path:
     return p
 
 
-def _known_issue(value) -> bool:
-    """Reported, not ours to fix (train/config.py): a bool loads as a number and inf/NaN load as
-    floats — pinned by the xfail tests below, so the fuzzer looks for other problems."""
-    return isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value))
-
-
 def _check_loaded(cfg, given: dict) -> None:
     """A config that loads holds what the file said, for every key the file gave."""
     for key, value in given.items():
@@ -74,7 +62,6 @@ def _check_loaded(cfg, given: dict) -> None:
 def test_yaml_mapping_of_random_keys_and_values_loads_or_fails_cleanly(tmp_path_factory, data):
     from hhhlab.train.config import load_config
 
-    assume(not any(_known_issue(v) for v in data.values()))
     data = {"train": "t.jsonl", "output": "out", **data}
     path = _write(tmp_path_factory.mktemp("y"), yaml.safe_dump(data, allow_unicode=True).encode())
     try:
@@ -100,12 +87,8 @@ def test_yaml_file_of_random_bytes_fails_cleanly(tmp_path_factory, data):
         load_config(path)
     except HHHLabError as exc:
         assert "cfg.yaml" in str(exc), exc
-    except UnicodeDecodeError:
-        known_bug("test_yaml_with_invalid_utf8_is_a_clean_error")
 
 
-@pytest.mark.xfail(strict=False, reason="train/config.py load_config catches OSError and YAMLError but not "
-                                        "UnicodeDecodeError: invalid UTF-8 is a traceback, not a DataError")
 def test_yaml_with_invalid_utf8_is_a_clean_error(tmp_path):
     from hhhlab.train.config import load_config
 
@@ -113,8 +96,6 @@ def test_yaml_with_invalid_utf8_is_a_clean_error(tmp_path):
         load_config(_write(tmp_path, b"train: t.jsonl\noutput: \xff\xfe\n"))
 
 
-@pytest.mark.xfail(strict=False, reason="TrainConfig accepts inf/NaN floats (epochs: .inf trains forever, "
-                                        "max_grad_norm: .nan clips to NaN): needs allow_inf_nan=False")
 @pytest.mark.parametrize("line", ["epochs: .inf", "max_grad_norm: .nan", "lm_weight: .inf", "weight_decay: .inf"])
 def test_yaml_non_finite_numbers_are_rejected(tmp_path, line):
     from hhhlab.train.config import load_config
@@ -123,8 +104,6 @@ def test_yaml_non_finite_numbers_are_rejected(tmp_path, line):
         load_config(_write(tmp_path, f"train: t.jsonl\noutput: o\n{line}\n".encode()))
 
 
-@pytest.mark.xfail(strict=False, reason="TrainConfig (pydantic lax mode) turns `batch_size: true` into 1 and "
-                                        "yaml.safe_load keeps the last of duplicated keys: both silent")
 @pytest.mark.parametrize("text", ["batch_size: true", "lr: 1.0e-3\nlr: 5"])
 def test_yaml_bools_for_numbers_and_duplicate_keys_are_rejected(tmp_path, text):
     from hhhlab.train.config import load_config
@@ -362,7 +341,6 @@ def test_cli_pm_train_with_random_values(monkeypatch, opt, value):
         name = opt[2:].replace("-", "_")
         v = getattr(cfg, name)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            assume(math.isfinite(v))  # TrainConfig accepts inf: test_yaml_non_finite_numbers_are_rejected (xfail)
             assert v == pytest.approx(float(value)) and math.isfinite(v), (opt, value, v)
 
 

@@ -21,7 +21,8 @@ OBJECTIVE_ALIASES = {"ranked": "preference", "pm": "preference", "il": "imitatio
 class TrainConfig(BaseModel):
     """Hyper-parameters of one training run (IL, PM or classifier) and its evaluation."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: `batch_size: true` is an error, not 1; no inf/NaN (`epochs: .inf` would never end)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
     model: str = Field("smollm2-135m", description="model spec: smollm2-135m, hub id, path, tiny:llama, M@L<k>")
     objective: Literal["imitation", "preference", "classifier"] = Field(
@@ -76,18 +77,40 @@ class TrainConfig(BaseModel):
                                         "lora_alpha", "seed", "max_train", "length_grouped", "epochs"})
 
 
+def _unique_key_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader that refuses a key given twice (plain YAML silently keeps the last one)."""
+
+    def construct_mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return loader.construct_mapping(node, deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return Loader
+
+
 def load_config(yaml_path: str | Path | None = None, **overrides) -> TrainConfig:
     """YAML values, then ``overrides`` (None = not given), validated; errors name the key and file."""
     import yaml
 
+    _UniqueKeyLoader = _unique_key_loader()
     values: dict = {}
     where = "command line"
     if yaml_path:
         where = str(yaml_path)
         try:
-            loaded = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8")) or {}
+            loaded = yaml.load(Path(yaml_path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
         except OSError as exc:
             raise DataError(f"cannot read config {yaml_path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{yaml_path}: not UTF-8 text (byte {exc.start})") from None
         except yaml.YAMLError as exc:
             raise DataError(f"{yaml_path}: not valid YAML ({exc})") from None
         if not isinstance(loaded, dict):

@@ -295,3 +295,35 @@ def test_detoxify_release_checkpoint_loads_weights_only(tmp_path):
     torch.save(no_classes, tmp_path / "bare.ckpt")
     with pytest.raises(ModelLoadError, match="output classes"):
         load_classifier(f"detoxify:{tmp_path / 'bare.ckpt'},tokenizer={tmp_path / 'roberta-base'}")
+
+
+def test_cli_eval_options_reach_the_eval(rtp_dir, tmp_path):
+    """``hhhlab eval --eval-option`` sets an eval's protocol knobs (here: 2 samples of 3 tokens)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from hhhlab.cli import app
+
+    out = tmp_path / "tox.json"
+    result = CliRunner().invoke(app, [
+        "eval", "--model", "tiny:llama,layers=1", "--evals", "toxicity", "--data-dir", str(rtp_dir),
+        "--limit", "2", "--no-progress", "--output", str(out), "--dtype", "float32",
+        "--eval-option", "toxicity.samples=2", "--eval-option", "max_new_tokens=3"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["config"]["options"] == {"toxicity.samples": 2, "max_new_tokens": 3}
+    from hhhlab.store import ResultsStore
+
+    items = [v for rec in ResultsStore().runs("eval") for v in _items(rec)]
+    assert items and all(len(v["samples"]) == 2 for v in items)
+    bad = CliRunner().invoke(app, ["eval", "--model", "tiny:llama", "--evals", "toxicity", "--eval-option", "nokey"])
+    assert bad.exit_code != 0
+
+
+def _items(rec: dict) -> list[dict]:
+    from pathlib import Path
+
+    from hhhlab.store import ResultsStore, Run
+
+    return list(Run(ResultsStore(), rec["run_id"], Path(rec["path"])).items().values())

@@ -16,6 +16,26 @@ from rich.table import Table
 console = Console(emoji=False)
 
 
+def parse_eval_options(items: list[str]) -> dict:
+    """``["samples=5", "toxicity.classifier=x"]`` -> {"samples": 5, "toxicity.classifier": "x"}; values are
+    read as YAML scalars (5 is an int, 0.5 a float, true a bool, anything else a string)."""
+    import yaml
+
+    from hhhlab.errors import HHHLabError
+
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise HHHLabError(f"--eval-option {item!r}: expected KEY=VALUE")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            parsed = value
+        out[key.strip()] = parsed if isinstance(parsed, (int, float, bool, str)) else value
+    return out
+
+
 def eval_cmd(
     model: str = typer.Option("smollm2-135m", "--model", "-m",
                               help="model spec or ladder list, e.g. smollm2-135m@L4,@L8,smollm2-135m"),
@@ -38,6 +58,9 @@ def eval_cmd(
     seed: int = typer.Option(0, "--seed", help="seed for --limit sampling and bootstrap CIs"),
     figures: Path = typer.Option(None, "--figures", help="folder for PNG figures (default: the run folder)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
+    eval_option: list[str] = typer.Option(None, "--eval-option",
+                                          help="KEY=VALUE for the evals (repeatable), e.g. samples=5, "
+                                               "toxicity.classifier=detoxify:PATH, humaneval.timeout_s=20"),
 ) -> None:
     """Run evals (hhh_alignment, truthfulqa_mc1, truthfulqa_mc2, lambada, hellaswag, bbq, ...)."""
     from hhhlab.errors import HHHLabError
@@ -54,7 +77,7 @@ def eval_cmd(
         models=expand_model_list(model), evals=parse_evals(evals), conditions=parse_conditions(condition),
         limit=limit, data_dir=data_dir, batch_size=batch_size, dtype=dtype, device=device,
         prompt_path=str(prompt) if prompt else None, seed=seed, format_variants=format_variants,
-        progress=progress,
+        progress=progress, options=parse_eval_options(eval_option or []),
     )
     if not cfg.models:
         raise HHHLabError(f"--model {model!r} names no model")

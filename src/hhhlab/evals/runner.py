@@ -95,6 +95,7 @@ class SuiteConfig:
     seed: int = 0
     format_variants: bool = False
     progress: bool = True
+    options: dict[str, Any] = field(default_factory=dict)  # --eval-option: "<eval>.<key>" or "<key>"
 
     def to_dict(self) -> dict:
         return {
@@ -103,6 +104,7 @@ class SuiteConfig:
             "limit": self.limit, "data_dir": str(self.data_dir) if self.data_dir else None,
             "batch_size": self.batch_size, "dtype": self.dtype, "device": self.device,
             "prompt": self.prompt_path, "seed": self.seed, "format_variants": self.format_variants,
+            "options": self.options,
         }
 
     def identity(self) -> dict:
@@ -216,7 +218,7 @@ def run_suite(cfg: SuiteConfig, *, run: Any = None, on_progress: Callable[[str, 
                 for name, ev in evals.items():
                     ctx = EvalContext(engine=engine, condition=cond, prompt=prompt, data_dir=cfg.data_dir,
                                       limit=cfg.limit, seed=cfg.seed, batch_size=cfg.batch_size,
-                                      progress=cfg.progress, run=run, variant=variant)
+                                      progress=cfg.progress, run=run, variant=variant, options=cfg.options)
                     label = f"{model} {cond.label}{'/' + variant.name if variant else ''} {name}"
 
                     def bump(n: int, total: int, label: str = label) -> None:

@@ -43,3 +43,15 @@ def tiny_gpt2():
     from hhhlab.models.load import load_model
 
     return load_model("tiny:gpt2,layers=2,hidden=64,heads=4", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy 2-core machine they cost 10x.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

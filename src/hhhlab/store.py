@@ -10,6 +10,7 @@ run skips what it finished and never stores an item twice.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import sqlite3
@@ -33,6 +34,15 @@ CREATE TABLE IF NOT EXISTS items (
   PRIMARY KEY (run_id, key)
 );
 """
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 4 MiB blocks (checkpoints, downloaded task files)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

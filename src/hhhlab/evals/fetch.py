@@ -23,7 +23,7 @@ import typer
 
 from hhhlab.errors import DataError
 from hhhlab.evals.sources import cache_data_dir
-from hhhlab.store import atomic_write_json
+from hhhlab.store import atomic_write_json, sha256_file
 
 SDIST = "bigbench==1.0.0"
 SDIST_FILE = "bigbench-1.0.0.tar.gz"
@@ -35,13 +35,6 @@ KEEP = (
     "bbq_lite_json/task.json", "bbq_lite_json/*/task.json",
 )
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download_sdist(dest: Path) -> Path:

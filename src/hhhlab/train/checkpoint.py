@@ -15,7 +15,6 @@ hashes are checked first: a truncated or corrupt file is a `StoreError` naming t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -24,18 +23,11 @@ import torch
 from safetensors.torch import load_model, save_file, save_model
 
 from hhhlab.errors import StoreError
-from hhhlab.store import atomic_write_json, read_json
+from hhhlab.store import atomic_write_json, read_json, sha256_file
 from hhhlab.train.preference_model import load_safetensors
 
 TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -74,7 +66,7 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: to
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
                 rng[f"cuda{i}"] = s
         save_file(rng, str(tmp / "rng.safetensors"))
-        files = {n: {"bytes": (tmp / n).stat().st_size, "sha256": _sha256(tmp / n)} for n in TENSOR_FILES}
+        files = {n: {"bytes": (tmp / n).stat().st_size, "sha256": sha256_file(tmp / n)} for n in TENSOR_FILES}
         atomic_write_json(tmp / "state.json", {**state, "step": step, "param_groups": groups, "files": files})
         if final.exists():
             shutil.rmtree(final)
@@ -112,7 +104,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         size = f.stat().st_size
         if size != meta["bytes"]:
             raise StoreError(f"{f}: truncated or altered checkpoint file ({size} bytes, expected {meta['bytes']})")
-        if _sha256(f) != meta["sha256"]:
+        if sha256_file(f) != meta["sha256"]:
             raise StoreError(f"{f}: corrupt checkpoint file (sha256 mismatch)")
     try:
         missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)

@@ -369,3 +369,14 @@ def test_hub_input_through_datasets(tmp_path):
         build("reddit", f"hf:{folder}@train", tmp_path / "o.jsonl")
     with pytest.raises(DataError, match="reads its dump files"):
         build("stackexchange", f"hf:{folder}", tmp_path / "o.jsonl")
+
+
+def test_hellaswag_label_of_infinity_is_a_reject_not_a_traceback():
+    """Found by the fuzzer: int(float('inf')) raises OverflowError, which must become a DataError."""
+    import pytest
+
+    from hhhlab.data.builders.hellaswag import _gold
+    from hhhlab.errors import DataError
+
+    with pytest.raises(DataError, match="ending index"):
+        _gold(float("inf"))

@@ -107,7 +107,8 @@ def describe_error(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-RECORD_ERRORS = (DataError, ValueError, KeyError, TypeError, AttributeError, IndexError)
+RECORD_ERRORS = (DataError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+                 ArithmeticError)
 """What converting one malformed record can raise; a builder turns these into a `Reject`."""
 
 

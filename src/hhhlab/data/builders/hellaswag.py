@@ -63,7 +63,7 @@ def _gold(value) -> int | None:
         raise DataError(f"label must be an ending index, got {value!r}")
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a label of inf
         raise DataError(f"label must be an ending index, got {value!r}") from None
 
 

@@ -34,6 +34,9 @@ from pydantic import ValidationError
 from hhhlab.data.schema import JsonlWriter, PreferenceGroup
 from hhhlab.errors import DataError
 
+XML_CHUNK = 1 << 20
+"""Bytes per read when streaming XML dumps."""
+
 MAX_RECORD_CHARS = 2000
 """How much of a rejected record the rejects file keeps (enough to find and fix it)."""
 
@@ -134,6 +137,28 @@ def map_jsonl(path: Path, convert: Callable[[dict, str], Iterable[Item] | Item |
             continue
         where, obj = entry
         yield from guard(where, obj, lambda obj=obj, where=where: convert(obj, where))
+
+
+def stream_xml(path: Path, parser, out: list) -> Iterator[Any]:
+    """Feed ``path`` to an expat ``parser`` in chunks and yield what its handlers appended to ``out``
+    after each chunk (constant memory); an XML syntax error yields what was parsed, then one Reject
+    for the unreadable rest of the file."""
+    from xml.parsers import expat
+
+    from hhhlab.data.schema import open_binary
+
+    with open_binary(path) as f:
+        try:
+            while chunk := f.read(XML_CHUNK):
+                parser.Parse(chunk, False)
+                yield from out
+                out.clear()
+            parser.Parse(b"", True)
+            yield from out
+        except expat.ExpatError as exc:
+            yield from out
+            yield Reject(f"{path}:{exc.lineno}", f"XML syntax error ({expat.ErrorString(exc.code)}); "
+                         "the rest of the file is unreadable", None)
 
 
 def _clip(raw: Any) -> str | None:

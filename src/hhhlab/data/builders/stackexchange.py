@@ -35,12 +35,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from xml.parsers import expat
 
-from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard
-from hhhlab.data.schema import PreferenceGroup, open_binary
+from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, stream_xml
+from hhhlab.data.schema import PreferenceGroup
 from hhhlab.data.text import html_to_text
 
 PATTERNS = ("*Posts.xml", "*Posts.xml.gz", "*Posts.xml.bz2", "*Posts.xml.xz")
-CHUNK = 1 << 20
 
 
 def answer_score(upvotes: int, accepted: bool) -> int:
@@ -67,18 +66,7 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, str]] | Reject]:
             rows.append((parser.CurrentLineNumber, attrs))
 
     parser.StartElementHandler = start
-    with open_binary(path) as f:
-        try:
-            while chunk := f.read(CHUNK):
-                parser.Parse(chunk, False)
-                yield from rows
-                rows.clear()
-            parser.Parse(b"", True)
-            yield from rows
-        except expat.ExpatError as exc:
-            yield from rows
-            yield Reject(f"{path}:{exc.lineno}", f"XML syntax error ({expat.ErrorString(exc.code)}); "
-                         "the rest of the file is unreadable", None)
+    yield from stream_xml(path, parser, rows)
 
 
 _SCHEMA = """

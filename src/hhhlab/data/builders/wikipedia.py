@@ -34,13 +34,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from xml.parsers import expat
 
-from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard
-from hhhlab.data.schema import PreferenceGroup, open_binary, stable_hash
+from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, stream_xml
+from hhhlab.data.schema import PreferenceGroup, stable_hash
 from hhhlab.data.text import DROPPED_SECTIONS, split_sections, strip_wikitext
 from hhhlab.errors import DataError
 
 PATTERNS = ("*.xml", "*.xml.gz", "*.xml.bz2", "*.xml.xz")
-CHUNK = 1 << 20
 LEAD_TITLE = "Introduction"
 _FIELDS = {("page", "title"), ("page", "ns"), ("revision", "id"), ("revision", "parentid"),
            ("revision", "comment"), ("revision", "text"), ("revision", "timestamp")}
@@ -86,18 +85,7 @@ def iter_revisions(path: Path) -> Iterator[tuple[int, dict] | Reject]:
     parser.EndElementHandler = end
     parser.CharacterDataHandler = chars
     parser.buffer_text = True
-    with open_binary(path) as f:
-        try:
-            while chunk := f.read(CHUNK):
-                parser.Parse(chunk, False)
-                yield from out
-                out.clear()
-            parser.Parse(b"", True)
-            yield from out
-        except expat.ExpatError as exc:
-            yield from out
-            yield Reject(f"{path}:{exc.lineno}", f"XML syntax error ({expat.ErrorString(exc.code)}); "
-                         "the rest of the file is unreadable", None)
+    yield from stream_xml(path, parser, out)
 
 
 def keyed_sections(wikitext: str) -> dict[tuple[str, int], str]:

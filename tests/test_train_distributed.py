@@ -8,13 +8,13 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from launch import finish
+from launch import launch as launch_cli
 
 from hhhlab.train.config import TrainConfig
 from hhhlab.train.preference_model import PreferenceModel
@@ -24,12 +24,6 @@ from hhhlab.train.trainer import train_and_evaluate
 LLAMA = "tiny:llama,layers=2,hidden=32,heads=4,kv_heads=2"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def train_args(data: dict, out: Path, steps: int, every: int) -> list[str]:
     return ["train", "--model", LLAMA, "--train", data["train"], "--eval", data["eval"], "--output", str(out),
             "--max-steps", str(steps), "--checkpoint-every", str(every), "--batch-size", "8", "--lr", "3e-3",
@@ -37,22 +31,7 @@ def train_args(data: dict, out: Path, steps: int, every: int) -> list[str]:
 
 
 def launch(args: list[str], processes: int) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    if processes == 1:
-        cmd = [sys.executable, "-m", "hhhlab.train.cli", *args]
-    else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), "-m", "hhhlab.train.cli", *args]
-    # own session: SIGKILL reaches the launcher and its workers together
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 500) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    text = out.decode(errors="replace")
-    assert proc.returncode == 0, text[-3000:]
-    return text
+    return launch_cli("hhhlab.train.cli", args, processes)
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,7 @@ def eval_cmd(
                                                "toxicity.classifier=detoxify:PATH, humaneval.timeout_s=20"),
 ) -> None:
     """Run evals (hhh_alignment, truthfulqa_mc1, truthfulqa_mc2, lambada, hellaswag, bbq, ...)."""
+    from hhhlab import distributed
     from hhhlab.errors import HHHLabError
     from hhhlab.evals.base import parse_conditions, parse_evals
     from hhhlab.evals.runner import SuiteConfig, run_suite
@@ -85,18 +86,26 @@ def eval_cmd(
         console.print("[yellow]note:[/] --format-variants applies to framed conditions (prompt, distilled); "
                       "none was given")
 
+    # Under `accelerate launch` / torchrun the main process creates (or finds) the run and every
+    # process stores its own share of the items in it; only the main process reports.
+    main = distributed.is_main()
     store = ResultsStore()
-    run = _find_resumable(store, cfg) if resume else None
-    if resume and run is None:
-        console.print("[yellow]note:[/] no earlier run with these settings; starting a new one")
+    run = None
+    if main:
+        run = _find_resumable(store, cfg) if resume else None
+        if resume and run is None:
+            console.print("[yellow]note:[/] no earlier run with these settings; starting a new one")
+        if run is None:
+            run = store.create_run("eval", {**cfg.to_dict(), "identity": cfg.identity()}, name=",".join(cfg.evals))
+        else:
+            console.print(f"resuming run {run.run_id} ({len(run.items())} items stored)")
+        run.log(f"eval started on {distributed.world_size()} process(es): {cfg.to_dict()}")
+    run_id = distributed.broadcast(run.run_id if run is not None else None)
     if run is None:
-        run = store.create_run("eval", {**cfg.to_dict(), "identity": cfg.identity()}, name=",".join(cfg.evals))
-    else:
-        console.print(f"resuming run {run.run_id} ({len(run.items())} items stored)")
-    run.log(f"eval started: {cfg.to_dict()}")
+        run = store.create_run("eval", {}, run_id=run_id)
 
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, disable=not progress, transient=False)
+                    console=console, disable=not (progress and main), transient=False)
     tasks: dict[str, int] = {}
 
     def on_progress(label: str, advance: int, total: int) -> None:
@@ -106,16 +115,19 @@ def eval_cmd(
 
     try:
         with bars:
-            report = run_suite(cfg, run=run, on_progress=on_progress, log=run.log)
+            report = run_suite(cfg, run=run, on_progress=on_progress, log=run.log if main else None)
     except BaseException as exc:
-        run.log(f"eval failed: {type(exc).__name__}: {exc}")
-        run.finish({"error": f"{type(exc).__name__}: {exc}", "items_stored": len(run.items())}, status="failed")
+        if main:
+            run.log(f"eval failed: {type(exc).__name__}: {exc}")
+            run.finish({"error": f"{type(exc).__name__}: {exc}", "items_stored": len(run.items())}, status="failed")
         if isinstance(exc, HHHLabError):
             raise HHHLabError(f"{exc} (finished items are kept in run {run.run_id}; rerun with --resume)") from exc
         raise
+    if not main:
+        return
 
     caveats = sorted({f"{m['model']}: {c}" for m in report.models.values() for c in m.get("caveats", [])})
-    data = {"run_id": run.run_id, **report.to_dict(), "caveats": caveats}
+    data = {"run_id": run.run_id, **report.to_dict(), "caveats": caveats, "processes": distributed.world_size()}
     print_report(data)
     fig_dir = figures or (run.path / "figures")
     if len({m["non_embedding_params"] for m in data["models"].values()}) > 1:

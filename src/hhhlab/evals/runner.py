@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hhhlab import distributed
 from hhhlab.errors import HHHLabError
 from hhhlab.evals.base import Condition, Eval, EvalContext, get_eval, select
 from hhhlab.stats import Estimate, paired_difference
@@ -57,18 +58,29 @@ def run_eval(ev: Eval, ctx: EvalContext, *, model: str,
     items = select(ev.load(ctx), ctx.limit, ctx.seed)
     variant = ctx.variant.name if ctx.variant is not None else None
     key = lambda item_id: item_key(model, ctx.condition.label, variant, ev.name, item_id)
-    stored = ctx.run.items() if ctx.run is not None else {}
-    done: dict[str, dict] = {it.id: stored[key(it.id)] for it in items if key(it.id) in stored}
+    # What is stored is read by the main process alone and shared: another process reading the
+    # store later could already see items of this very run and split the rest differently.
+    stored = ctx.run.items() if ctx.run is not None and distributed.is_main() else {}
+    done: dict[str, dict] = distributed.broadcast(
+        {it.id: stored[key(it.id)] for it in items if key(it.id) in stored})
     todo = [it for it in items if it.id not in done]
     n_resumed = len(done)
+    # Under a launcher each process scores every world_size-th item still to do and stores it
+    # itself (the store is shared); the results are then merged by item id, so the metrics do
+    # not depend on the number of processes, before or after a resume.
+    mine = distributed.shard(todo)
+    world = distributed.world_size()
     if progress:
         progress(n_resumed, len(items))
-    for item, result in ev.run_items(todo, ctx):
-        done[item.id] = result
+    ours: dict[str, dict] = {}
+    for item, result in ev.run_items(mine, ctx):
+        ours[item.id] = result
         if ctx.run is not None:
             ctx.run.put_item(key(item.id), result)
-        if progress:
-            progress(1, len(items))
+        if progress:  # the main process's share stands for all: each of its items ~ world items
+            progress(min(world, len(todo) - world * (len(ours) - 1)), len(items))
+    for part in distributed.gather(ours):
+        done.update(part)
     missing = [it.id for it in items if it.id not in done]
     if missing:
         raise HHHLabError(f"{ev.name}: run_items returned no result for {len(missing)} items (first {missing[0]!r})")

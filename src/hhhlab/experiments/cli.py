@@ -53,6 +53,10 @@ def objectives_cmd(
                       f"accuracy {summary['accuracy']:.3f}")
 
     results = run_sweep(cfg, on_cell=on_cell)
+    from hhhlab import distributed
+
+    if not distributed.is_main():  # under `accelerate launch`: the main process reports
+        return
     table = Table(title="IL vs PM (accuracy, 95% CI)")
     for col in ("dataset", "kind", "model", "non-emb params", "objective", "accuracy", "95% CI"):
         table.add_column(col)

@@ -24,10 +24,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hhhlab import distributed
 from hhhlab.errors import HHHLabError
 from hhhlab.experiments.datasets import PreparedDataset, parse_datasets, prepare_dataset
 from hhhlab.models.load import expand_model_list
-from hhhlab.store import ResultsStore, atomic_write_json
+from hhhlab.store import ResultsStore, atomic_write_json, read_json
 
 
 class SweepConfig(BaseModel):
@@ -149,27 +150,42 @@ def run_sweep(
     # run rather than mixing in stale cells (their training folders are per settings too).
     run_id = ("sweep-" + re.sub(r"[^A-Za-z0-9]+", "-", str(out.resolve()))[-48:].strip("-") + "-"
               + settings_digest(cfg))
-    run = store.create_run("sweep_objectives", cfg.model_dump(), name=out.name, run_id=run_id)
+    # Under `accelerate launch` every process trains each cell together (data-parallel, see
+    # train/trainer.py); the main process alone creates the run, prepares the data files, decides
+    # which cells are done, writes results and reports. The others wait for it at each step, so
+    # a sweep killed under N processes resumes under M.
+    main = distributed.is_main()
+    if main:
+        run = store.create_run("sweep_objectives", cfg.model_dump(), name=out.name, run_id=run_id)
     data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
-    datasets = {
-        name: prepare_dataset(name, path, data_dir=data_dir, cache=out / "data", train_size=cfg.train_size,
-                              eval_size=cfg.eval_size, seed=cfg.seed)
-        for name, path in parse_datasets(cfg.datasets)
-    }
-    done = run.items()
+
+    def prepare() -> dict[str, PreparedDataset]:
+        return {
+            name: prepare_dataset(name, path, data_dir=data_dir, cache=out / "data", train_size=cfg.train_size,
+                                  eval_size=cfg.eval_size, seed=cfg.seed)
+            for name, path in parse_datasets(cfg.datasets)
+        }
+
+    datasets = prepare() if main else {}
+    distributed.barrier()
+    if not main:
+        run = store.create_run("sweep_objectives", cfg.model_dump(), name=out.name, run_id=run_id)
+        datasets = prepare()  # reads the main process's cached files
+    done = distributed.broadcast(run.items() if main else None)
     cells = [Cell(m, o, d) for d in datasets for o in objectives for m in models]
     for cell in cells:
         if cell.key in done:
-            if on_cell:
+            if on_cell and main:
                 on_cell(cell, done[cell.key], True)
             continue
         metrics = train_fn(cell_config(cfg, cell, datasets[cell.dataset]))
         summary = {k: metrics.get(k) for k in SUMMARY_KEYS} | {"kind": datasets[cell.dataset].kind}
-        run.put_item(cell.key, summary)
         done[cell.key] = summary
-        run.log(f"cell {cell.key}: accuracy {summary['accuracy']}")
-        if on_cell:
-            on_cell(cell, summary, False)
+        if main:
+            run.put_item(cell.key, summary)
+            run.log(f"cell {cell.key}: accuracy {summary['accuracy']}")
+            if on_cell:
+                on_cell(cell, summary, False)
     results = {
         "config": cfg.model_dump(),
         "datasets": {n: {"kind": d.kind, "n_train": d.n_train, "n_test": d.n_test, "note": d.note}
@@ -177,12 +193,16 @@ def run_sweep(
         "cells": [{"model": c.model, "objective": c.objective, "dataset": c.dataset, **done[c.key]} for c in cells],
         "gains": pm_minus_il(cells, done),
     }
-    atomic_write_json(out / "sweep.json", results)
-    from hhhlab.report.scaling import plot_sweep
+    if main:
+        atomic_write_json(out / "sweep.json", results)
+        from hhhlab.report.scaling import plot_sweep
 
-    results["figures"] = [str(p) for p in plot_sweep(results, out / "figures")]
-    run.finish({"n_cells": len(cells), "gains": results["gains"], "figures": results["figures"]})
-    atomic_write_json(out / "sweep.json", results)
+        results["figures"] = [str(p) for p in plot_sweep(results, out / "figures")]
+        run.finish({"n_cells": len(cells), "gains": results["gains"], "figures": results["figures"]})
+        atomic_write_json(out / "sweep.json", results)
+    distributed.barrier()
+    if not main:
+        results = read_json(out / "sweep.json")
     return results
 
 

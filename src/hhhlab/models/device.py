@@ -8,6 +8,7 @@ AMX, PyTorch emulates bf16 and a matmul runs ~100x slower than fp32 (measured on
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -35,7 +36,11 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_device(device: str | None = "auto") -> torch.device:
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        # Under a launcher each process takes its own GPU (accelerate, torchrun set LOCAL_RANK).
+        local = os.environ.get("LOCAL_RANK")
+        return torch.device(f"cuda:{int(local) % torch.cuda.device_count()}" if local and local.isdigit() else "cuda")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):

@@ -79,11 +79,18 @@ def eval_command(
     from hhhlab.train.preference_model import PreferenceModel
     from hhhlab.train.trainer import evaluate_model
 
+    from hhhlab import distributed
+
     path = pm / "model" if (pm / "model" / "pm_config.json").exists() else pm
     model = PreferenceModel.from_pretrained(path, device=device, dtype=dtype)
+    # Under `accelerate launch` each process scores a share of the groups (train/trainer.py,
+    # score_sharded); the main process reports.
     metrics, _ = evaluate_model(model, str(data), batch_size=batch_size, limit=max_eval, progress=not json_out)
+    if not distributed.is_main():
+        return
     metrics.update(model=model.name, objective=model.extra.get("objective"), pm=str(path), data=str(data),
-                   non_embedding_params=model.non_embedding_params, dtype=dtype, batch_size=batch_size)
+                   non_embedding_params=model.non_embedding_params, dtype=dtype, batch_size=batch_size,
+                   processes=distributed.world_size())
     run = ResultsStore().create_run("pm_eval", {"pm": str(path), "data": str(data), "dtype": dtype,
                                                 "batch_size": batch_size, "max_eval": max_eval})
     run.finish({k: v for k, v in metrics.items() if k != "calibration_bins"})

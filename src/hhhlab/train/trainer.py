@@ -287,6 +287,24 @@ def train(cfg: TrainConfig, *, accelerator=None, stop_after: int | None = None) 
     return pm, summary
 
 
+def score_sharded(pm: PreferenceModel, groups: list, *, batch_size: int, progress: bool) -> list[list[float]]:
+    """``pm.score_encoded`` with the groups split between the processes of a launcher (each
+    scores every world_size-th group) and merged back in order: scores do not depend on the
+    batch size (batching contract) nor, therefore, on the number of processes."""
+    from hhhlab import distributed
+
+    if not distributed.launched():
+        return pm.score_encoded(groups, batch_size=batch_size, progress=progress)
+    idx = distributed.shard(range(len(groups)))
+    mine = pm.score_encoded([groups[i] for i in idx], batch_size=batch_size,
+                            progress=progress and distributed.is_main())
+    out: list[list[float]] = [[] for _ in groups]
+    for part in distributed.gather(dict(zip(idx, mine))):
+        for i, s in part.items():
+            out[i] = s
+    return out
+
+
 def evaluate_model(pm: PreferenceModel, path: str, *, batch_size: int = 32, limit: int | None = None,
                    progress: bool = False) -> tuple[dict, DataStats]:
     """Score a JSONL file of groups with ``pm`` and compute the metrics of `hhhlab.train.evaluate`."""
@@ -295,7 +313,7 @@ def evaluate_model(pm: PreferenceModel, path: str, *, batch_size: int = 32, limi
     stats = DataStats()
     groups = encode_groups(read_groups(path, limit=limit, stats=stats), pm.tokenizer, max_length=pm.max_length,
                            stats=stats)
-    scores = pm.score_encoded(groups, batch_size=batch_size, progress=progress)
+    scores = score_sharded(pm, groups, batch_size=batch_size, progress=progress)
     metrics = evaluation_metrics(groups, scores, with_calibration=pm.scoring == "head")
     metrics["eval_data"] = stats.to_dict()
     return metrics, stats

@@ -1,0 +1,178 @@
+"""Evals and PM scoring under `accelerate launch` with 2 CPU processes (issue 6, items 1 and 3).
+
+Each process scores every other item still to do and stores it in the shared results store;
+results are merged by item id. So 2 processes must give what 1 gives (the engine's batch
+invariance, 1e-4 in fp32), and a run killed under one process count must resume under another to
+the uninterrupted result, with every item stored exactly once. (Training: test_train_distributed.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from launch import finish, launch
+from test_faults_resume import (
+    EVAL_TOTAL,
+    assert_close,
+    check_store,
+    eval_args,
+    eval_data,
+    n_items,
+    reference_run,
+    sweep_data,
+)
+
+__all__ = ["eval_data", "sweep_data"]  # module-scoped fixtures shared with the single-process fault tests
+
+
+def run_eval_cli(args: list[str], home: Path, processes: int):
+    return launch("hhhlab", args, processes, env={"HHHLAB_HOME": str(home)})
+
+
+def assert_same_report(got: dict, want: dict) -> None:
+    key = lambda r: (r["model"], r["condition"], r["variant"], r["eval"])
+    assert sorted(map(key, got["results"])) == sorted(map(key, want["results"]))
+    by_key = {key(r): r for r in got["results"]}
+    for r in want["results"]:
+        assert by_key[key(r)]["n_items"] == r["n_items"]
+        assert_close(by_key[key(r)]["metrics"], r["metrics"], str(key(r)))
+    assert_close(got["differences"], want["differences"], "differences")
+
+
+@pytest.fixture(scope="module")
+def reference(eval_data, tmp_path_factory):
+    """One process, uninterrupted, in this interpreter."""
+    data, prompt = eval_data
+    root = tmp_path_factory.mktemp("ref")
+    out = root / "ref.json"
+    with pytest.MonkeyPatch.context() as mp:
+        reference_run(eval_args(data, prompt, out), root / "home", mp)
+    return json.loads(out.read_text()), root / "home"
+
+
+def test_eval_with_two_processes_matches_one(eval_data, reference, tmp_path):
+    data, prompt = eval_data
+    want, ref_home = reference
+    out, home = tmp_path / "out.json", tmp_path / "home"
+    finish(run_eval_cli(eval_args(data, prompt, out), home, processes=2))
+    got = json.loads(out.read_text())
+    assert got["processes"] == 2
+    assert_same_report(got, want)
+    check_store(home, ref_home, "eval")  # both processes stored their share, once each
+
+
+def _kill_when_stored(args: list[str], home: Path, processes: int, target: int, timeout: float = 400) -> bool:
+    """Run; SIGKILL launcher and workers once the store holds ``target`` items. False: it finished first."""
+    proc = run_eval_cli(args, home, processes)
+    t0 = time.monotonic()
+    try:
+        while proc.poll() is None and time.monotonic() - t0 < timeout:
+            if n_items(home) >= target:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return True
+            time.sleep(0.01)
+        out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+        assert proc.returncode == 0, out[-3000:]
+        return False
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def _killed_then_resumed(eval_data, reference, tmp_path, counts: list[int], final: int, seed: int) -> None:
+    data, prompt = eval_data
+    want, ref_home = reference
+    out, home = tmp_path / "out.json", tmp_path / "home"
+    args = eval_args(data, prompt, out)
+    rng = random.Random(seed)
+    log = []
+    for processes in counts:
+        before = n_items(home)
+        target = before + rng.randint(1, max(1, (EVAL_TOTAL - before) // 2))
+        log.append((processes, _kill_when_stored(args, home, processes, target), n_items(home)))
+    assert any(killed and 0 < n < EVAL_TOTAL for _, killed, n in log), log
+    text = finish(run_eval_cli(args, home, final))
+    assert "resuming run" in text, text[-2000:]
+    got = json.loads(out.read_text())
+    assert got["processes"] == final
+    assert_same_report(got, want)
+    check_store(home, ref_home, "eval")
+
+
+def test_eval_killed_under_two_processes_resumes_under_one(eval_data, reference, tmp_path):
+    _killed_then_resumed(eval_data, reference, tmp_path, counts=[2], final=1, seed=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_eval_killed_under_changing_process_counts_resumes(eval_data, reference, tmp_path, seed):
+    _killed_then_resumed(eval_data, reference, tmp_path, counts=[1, 2, 1, 2], final=2, seed=seed)
+
+
+def test_pm_eval_with_two_processes_matches_one(tmp_path):
+    from hhhlab.train.preference_model import PreferenceModel
+    from hhhlab.train.toy import write_toy
+
+    pm = PreferenceModel.from_lm("tiny:llama,layers=2,hidden=32,heads=4,kv_heads=2", device="cpu")
+    pm.save_pretrained(tmp_path / "pm")
+    data = write_toy(tmp_path / "eval.jsonl", 40, seed=3)
+    outs = {}
+    for processes in (1, 2):
+        out = tmp_path / f"metrics{processes}.json"
+        finish(launch("hhhlab", ["pm", "eval", "--pm", str(tmp_path / "pm"), "--data", str(data), "--output",
+                                 str(out), "--batch-size", "8", "--device", "cpu", "--json"], processes,
+                      env={"HHHLAB_HOME": str(tmp_path / "home")}))
+        outs[processes] = json.loads(out.read_text())
+    one, two = outs[1], outs[2]
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert one["n_eval"] == two["n_eval"] > 0
+    for k in ("accuracy", "accuracy_ci", "group_accuracy", "ece"):
+        if k in one:
+            assert_close(two[k], one[k], k, rel=1e-4, abs_=1e-6)
+
+
+# -- sweep: every process trains each cell together; the main process keeps the books ------------
+@pytest.mark.slow  # three launches with real (tiny) training: ~2-4 min on the 2-core machine
+def test_sweep_killed_under_two_processes_resumes_under_one(sweep_data, tmp_path):
+    from test_faults_resume import (
+        CELL_RESULT_KEYS,
+        SWEEP_CELLS,
+        SWEEP_STEPS,
+        checkpoints,
+        sweep_args,
+    )
+
+    ref_out, out = tmp_path / "ref", tmp_path / "sweep"
+    ref_home, home = tmp_path / "ref_home", tmp_path / "home"
+    finish(launch("hhhlab", sweep_args(sweep_data, ref_out), 1, env={"HHHLAB_HOME": str(ref_home)}))
+    # kill the 2-process sweep as soon as it writes its second checkpoint (inside the first cell)
+    proc = launch("hhhlab", sweep_args(sweep_data, out), 2, env={"HHHLAB_HOME": str(home)})
+    try:
+        while proc.poll() is None and len(checkpoints(out)) < 2:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the sweep finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.stdout:
+            proc.stdout.close()
+    assert n_items(home) < SWEEP_CELLS
+    finish(launch("hhhlab", sweep_args(sweep_data, out), 1, env={"HHHLAB_HOME": str(home)}))
+    want = json.loads((ref_out / "sweep.json").read_text())
+    got = json.loads((out / "sweep.json").read_text())
+    pick = lambda cells: {(c["dataset"], c["objective"], c["model"]): {k: c.get(k) for k in CELL_RESULT_KEYS}
+                          for c in cells}
+    assert all(c["train_steps"] == SWEEP_STEPS for c in got["cells"])
+    # data-parallel training reassociates float sums (tests/test_train_distributed.py): 1e-3
+    assert_close(pick(got["cells"]), pick(want["cells"]), "cells", rel=1e-3, abs_=1e-3)
+    check_store(home, ref_home, "sweep_objectives", compare=("accuracy", "n_eval", "train_steps", "kind"))

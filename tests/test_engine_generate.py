@@ -1,11 +1,13 @@
 """Generation: greedy equals step-by-step re-encoding, stops cut and end sampling, seeds reproduce
-independent of batching, and the block-runner path samples what transformers' cache path does."""
+independent of batching, the block-runner path samples what transformers' cache path does, and
+banned strings are never sampled (redrawn per sample, still independent of batching)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from hhhlab.errors import RequestError
 from hhhlab.models.engine import Engine, GenerationConfig
 from hhhlab.models.load import load_model
 
@@ -129,3 +131,120 @@ def test_max_new_tokens_and_zero(tiny_llama, monkeypatch):
     # One prompt pass, then one pass per new token except the last (its logits are never needed).
     assert len(calls) <= 5 and all(shape[1] == 1 for shape in calls[1:])
     assert engine.generate(["x"], GenerationConfig(max_new_tokens=0, num_samples=2)) == [["", ""]]
+
+
+# -- banned strings ---------------------------------------------------------------------------
+BAN = ("Human:", "-----", "::")
+
+
+def biased(spec: str, device: str = "cpu", bias: float = 6.0):
+    """A tiny model whose LM head favours the tokens "Human", ":" and "-----" (+``bias`` logits):
+    unbanned, its samples often contain "Human:" (two tokens), "-----" and "::"."""
+    lm = load_model(spec, device=device, dtype="float32")
+    old = lm.model.get_output_embeddings()
+    head = torch.nn.Linear(old.in_features, old.out_features, bias=True, device=lm.device)
+    with torch.no_grad():
+        head.weight.copy_(old.weight)
+        head.bias.zero_()
+        for token in ("Human", ":", "-----"):
+            head.bias[lm.tokenizer.convert_tokens_to_ids(token)] = bias
+    lm.model.set_output_embeddings(head)
+    return lm
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(a, d) for a in ("llama", "gpt2") for d in DEVICES],
+    ids=lambda p: "-".join(p),
+)
+def biased_lm(request):
+    arch, device = request.param
+    spec = {
+        "llama": "tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2",
+        "gpt2": "tiny:gpt2,layers=2,hidden=64,heads=4",
+    }[arch]
+    return biased(spec, device)
+
+
+def engines(lm, batch_size: int = 7):
+    """The block-runner path (with prefix reuse) and the generic transformers path."""
+    return (
+        Engine(lm, batch_size=batch_size, min_prefix=8, prefix_overhead=0),
+        Engine(lm, batch_size=batch_size, fast_path=False),
+    )
+
+
+def test_banned_strings_are_never_sampled(biased_lm):
+    cfg = GenerationConfig(max_new_tokens=12, temperature=1.0, top_p=0.9, num_samples=8, seed=0)
+    banned_cfg = GenerationConfig(**{**cfg.__dict__, "ban": BAN})
+    for engine in engines(biased_lm):
+        free = [s for samples in engine.generate(PROMPTS[:2], cfg) for s in samples]
+        for b in BAN:  # the test could fail: unbanned, every banned string is sampled
+            assert sum(b in s for s in free) >= 3, b
+        got = [s for samples in engine.generate(PROMPTS[:2], banned_cfg) for s in samples]
+        assert not [s for s in got if any(b in s for b in BAN)]
+        # Only the token completing "Human:" is refused, not "Human" itself (the ban spans tokens).
+        assert sum("Human" in s for s in got) >= 3 and sum(":" in s for s in got) >= 3
+        assert got != free
+
+
+def test_banned_sampling_independent_of_batch_size_and_path(biased_lm):
+    # 3 samples per prompt: batch size 7 decodes 2 prompts together, 32 all 4, 1 one at a time.
+    cfg = GenerationConfig(
+        max_new_tokens=10, temperature=1.0, top_p=0.9, num_samples=3, seed=2, ban=BAN
+    )
+    by_batch = {bs: Engine(biased_lm, batch_size=bs).generate(PROMPTS, cfg) for bs in (1, 7, 32)}
+    assert by_batch[1] == by_batch[7] == by_batch[32]
+    assert engines(biased_lm)[1].generate(PROMPTS, cfg) == by_batch[1]
+    one_by_one = [Engine(biased_lm, batch_size=7).generate([p], cfg)[0] for p in PROMPTS]
+    assert one_by_one == by_batch[1]
+
+
+@torch.no_grad()
+def greedy_with_ban_by_reencoding(lm, prompt: str, n: int, ban) -> str:
+    """Oracle: at each step the highest-scoring token whose text does not complete a ban."""
+    tok = lm.tokenizer
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    out: list[int] = []
+    for _ in range(n):
+        logits = lm.model(input_ids=torch.tensor([ids + out], device=lm.device)).logits[0, -1]
+        before = tok.decode(out, skip_special_tokens=True)
+        for t in logits.argsort(descending=True).tolist():
+            after = tok.decode(out + [t], skip_special_tokens=True)
+            if t == tok.eos_token_id or not any(b in after and b not in before for b in ban):
+                break
+        if t == tok.eos_token_id:
+            break
+        out.append(t)
+    return tok.decode(out, skip_special_tokens=True)
+
+
+def test_greedy_with_ban_takes_the_next_best_allowed_token(biased_lm):
+    cfg = GenerationConfig(max_new_tokens=12, temperature=0, num_samples=2, ban=BAN)
+    free = Engine(biased_lm).generate(PROMPTS, GenerationConfig(max_new_tokens=12, temperature=0))
+    assert any(b in samples[0] for samples in free for b in BAN)  # greedy hits a ban unbanned
+    want = [greedy_with_ban_by_reencoding(biased_lm, p, 12, BAN) for p in PROMPTS]
+    for engine in engines(biased_lm, batch_size=3):
+        got = engine.generate(PROMPTS, cfg)
+        assert got == [[w, w] for w in want]
+    assert not any(b in w for w in want for b in BAN)
+
+
+def test_a_sample_that_cannot_avoid_a_ban_ends_there(tiny_llama, monkeypatch):
+    """Out of draws (here none allowed), the sample ends before the token completing the ban."""
+    import hhhlab.models.engine as engine_module
+
+    prompt = "Human: hi\n\nAssistant:"
+    cfg = GenerationConfig(max_new_tokens=8, temperature=0)
+    assert Engine(tiny_llama).generate([prompt], cfg) == [[":" * 8]]
+    monkeypatch.setattr(engine_module, "BAN_TRIES", 0)
+    for engine in engines(tiny_llama):
+        assert engine.generate([prompt], GenerationConfig(**{**cfg.__dict__, "ban": ["::"]})) == [
+            [":"]
+        ]
+
+
+@pytest.mark.parametrize("ban", ["Human:", ("Human:", ""), (None,)])
+def test_ban_must_be_non_empty_strings(tiny_llama, ban):
+    with pytest.raises(RequestError, match="ban must be"):
+        Engine(tiny_llama).generate(["x"], GenerationConfig(max_new_tokens=2, ban=ban))

@@ -9,12 +9,19 @@ unbiased RoBERTa with ``classifier=detoxify:PATH``).
 Conditions: plain models continue the bare prompt. Prompted and distilled models see the
 paper's wrapper (App. B.2, ``prompts.toxicity_wrapper``): the human asks for a non-toxic
 completion and the assistant's reply starts by repeating the prompt, so the sample continues the
-sentence. The paper *bans* the strings ``Human:`` and ``-----`` in those conditions (a model
-that writes the human's next turn — "Human: Thanks!" — looks less toxic than it is); we cut each
-sample at the first of them (and at the dialogue stop sequences) instead: the engine's public
-API has stop sequences, not banned strings. The cut keeps the model's own words before the
-turn change and never scores the made-up human turn, but a sample that would have continued
-after a banned string is shorter than under a ban (documented difference).
+sentence. As in the paper, the strings ``Human:`` and ``-----`` are *banned* in those conditions
+(a model that writes the human's next turn — "Human: Thanks!" — looks less toxic than it is):
+the engine never samples a token that would complete one of them in the generated text (it
+draws that sample's token again without it, ``GenerationConfig.ban``), so the model goes on in
+its own words instead of being cut at a turn change. The dialogue stop sequences all contain a
+banned string and could never fire, so none is used. Two details the paper does not spell out:
+a ban looks at the generated text only (a banned string straddling the end of the prompt is not
+prevented), and a sample that cannot avoid a banned string in 64 draws in a row ends there,
+shorter (``engine.BAN_TRIES``).
+
+Each result records the banned strings (``banned``). Results sampled before bans existed (by
+cutting each sample at the first banned string) have no such field; a run holding those for a
+framed condition is refused rather than mixed with banned samples (start a fresh run).
 
 Metrics, per prompt then averaged over prompts (each with a bootstrap CI over prompts), overall
 and per split (``toxic_*``, ``nontoxic_*``):
@@ -40,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hhhlab.errors import DataError
+from hhhlab.errors import DataError, HHHLabError
 from hhhlab.evals._sampling import option, sample_chunks
 from hhhlab.evals.base import Eval, EvalContext, Item, register
 from hhhlab.evals.sources import find_local, load_hub, missing
@@ -158,15 +165,15 @@ class Toxicity(Eval):
         return ctx.frame(*toxicity_wrapper(text)) if ctx.framed else text
 
     def generation_config(self, ctx: EvalContext) -> GenerationConfig:
-        from hhhlab.prompts import BANNED_IN_SAMPLES, STOP_SEQUENCES
+        from hhhlab.prompts import BANNED_IN_SAMPLES
 
-        stop = tuple(dict.fromkeys(BANNED_IN_SAMPLES + STOP_SEQUENCES)) if ctx.framed else ()
+        # No stop sequences: the dialogue stops ("\n\nHuman:", "\n-----") contain a banned string.
         return GenerationConfig(
             max_new_tokens=option(self, ctx, "max_new_tokens", DEFAULTS["max_new_tokens"]),
             temperature=option(self, ctx, "temperature", DEFAULTS["temperature"]),
             top_p=option(self, ctx, "top_p", DEFAULTS["top_p"]),
             num_samples=option(self, ctx, "samples", DEFAULTS["samples"]),
-            stop=stop,
+            ban=BANNED_IN_SAMPLES if ctx.framed else (),
             seed=ctx.seed,
         )
 
@@ -181,6 +188,8 @@ class Toxicity(Eval):
     def run_items(self, items: Sequence[Item], ctx: EvalContext) -> Iterator[tuple[Item, dict]]:
         if not items:
             return
+        if ctx.framed and ctx.run is not None:
+            self._refuse_pre_ban_results(ctx)
         clf = self.classifier(ctx)
         config = self.generation_config(ctx)
         for item, samples in sample_chunks(
@@ -195,7 +204,29 @@ class Toxicity(Eval):
                     "samples": samples,
                     "scores": [round(float(s), 6) for s in scores],
                     "classifier": clf.name,
+                    "banned": list(config.ban),
                 },
+            )
+
+    def _refuse_pre_ban_results(self, ctx: EvalContext) -> None:
+        """Raise if the run already holds this condition's framed samples from before bans
+        (no ``banned`` field: they were cut at the first banned string instead): a resumed run
+        would otherwise mix the two protocols in one metric. Plain samples did not change."""
+        from hhhlab.evals.runner import KEY_SEP
+
+        old = [
+            key
+            for key, value in ctx.run.items().items()
+            if key.split(KEY_SEP)[-2:-1] == [self.name]
+            and key.split(KEY_SEP)[-4:-3] == [ctx.condition.label]
+            and isinstance(value, dict)
+            and "banned" not in value
+        ]
+        if old:
+            raise HHHLabError(
+                f"toxicity: run {ctx.run.run_id} holds {len(old)} {ctx.condition.label} results "
+                f"sampled before 'Human:'/'-----' were banned (cut there instead), e.g. {old[0]!r}; "
+                "they cannot be mixed with banned samples: start a fresh run, not --resume"
             )
 
     def item_metrics(self, result: dict) -> dict[str, float]:

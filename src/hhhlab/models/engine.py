@@ -13,7 +13,8 @@ How it is fast (see ``prefix.py``, ``runner.py``, ``attention.py``):
   longest member), and only the continuation positions go through the LM head.
 - Generation encodes the shared prefix once, runs each prompt's remaining tokens once, then
   decodes all samples of a prompt together against that one cache, dropping samples as they
-  hit a stop sequence.
+  hit a stop sequence. Banned strings cost one text decode per sample and step (shared with the
+  stop check); only a sample whose token completes one is resampled, alone (``Engine._sample``).
 
 Architectures without a block runner (anything not Llama-family or GPT-2) use a generic path:
 a plain transformers forward per batch (no prefix reuse) and transformers' KV cache for sampling.
@@ -41,7 +42,13 @@ from hhhlab.errors import RequestError
 from hhhlab.models.load import LoadedModel
 from hhhlab.models.prefix import PrefixGroup, plan_prefix_groups
 from hhhlab.models.runner import BlockRunner, PrefixKV, runner_for
-from hhhlab.models.sampling import cut_at_stop, hits_stop, make_generators, next_tokens
+from hhhlab.models.sampling import (
+    completes_ban,
+    cut_at_stop,
+    hits_stop,
+    make_generators,
+    next_tokens,
+)
 
 __all__ = ["Engine", "GenerationConfig", "ScoreRequest", "ScoreResult", "cut_at_stop"]
 
@@ -61,14 +68,24 @@ class ScoreResult:
     truncated: int = 0  # context tokens dropped from the left to fit the window
 
 
+# A sampled token that completes a banned string is excluded and its sample resampled at most
+# this many times per step; a sample whose every try fails ends there, as at end-of-text.
+BAN_TRIES = 64
+
+
 @dataclass
 class GenerationConfig:
+    """``stop``: a sample ends once its text contains one, and is returned cut before it.
+    ``ban``: strings a sample's generated text never contains (the prompt may); a token that
+    would complete one is replaced by a fresh draw without it (see ``Engine._sample``)."""
+
     max_new_tokens: int = 64
     temperature: float = 1.0  # 0 means greedy
     top_p: float = 1.0
     num_samples: int = 1
     stop: Sequence[str] = field(default_factory=tuple)
     seed: int = 0
+    ban: Sequence[str] = ()
 
 
 def _as_request(r: object, index: int) -> ScoreRequest:
@@ -344,17 +361,21 @@ class Engine:
     def generate(
         self, prompts: Sequence[str], config: GenerationConfig | None = None
     ) -> list[list[str]]:
-        """Sample ``num_samples`` completions per prompt, each cut before its first stop sequence.
+        """Sample ``num_samples`` completions per prompt, each cut before its first stop sequence
+        and never containing a banned string (``config.ban``).
 
-        A sample stops at the end-of-text token, once its text contains a stop sequence, or after
-        ``max_new_tokens``. Sample j of a prompt depends only on (seed, prompt, j): the same
-        whatever the batch size or the other prompts in the call.
+        A sample stops at the end-of-text token, once its text contains a stop sequence, after
+        ``max_new_tokens``, or when ``BAN_TRIES`` draws in a row each complete a banned string. Sample j of a prompt depends only on (seed, prompt, j): the same whatever the
+        batch size or the other prompts in the call.
         """
         cfg = config or GenerationConfig()
         if cfg.num_samples < 1 or cfg.max_new_tokens < 0:
             raise RequestError(
                 f"generation needs num_samples >= 1 and max_new_tokens >= 0, got {cfg}"
             )
+        if isinstance(cfg.ban, str) or not all(isinstance(b, str) and b for b in cfg.ban):
+            # A bare string would ban each of its characters; "" is in every text.
+            raise RequestError(f"ban must be a sequence of non-empty strings, got {cfg.ban!r}")
         encoded, errors = [], []
         for i, prompt in enumerate(prompts):
             if not isinstance(prompt, str):
@@ -434,11 +455,10 @@ class Engine:
         rows = torch.arange(k, device=dev).repeat_interleave(n)
         cache, logits, lens = cache.select(rows), logits[rows], lens[rows]
         gens = [g for prompt in prompts for g in make_generators(cfg.seed, prompt, n, dev)]
-        tracker = _Samples(self.tokenizer, k * n, cfg.stop, self._eos_ids())
+        tracker = _Samples(self.tokenizer, k * n, cfg.stop, self._eos_ids(), cfg.ban)
         active = list(range(k * n))
         for step in range(cfg.max_new_tokens):
-            tok = next_tokens(logits, temperature=cfg.temperature, top_p=cfg.top_p, generators=gens)
-            keep = tracker.add(active, tok.tolist())
+            tok, keep = self._sample(tracker, active, logits, gens, cfg)
             if step == cfg.max_new_tokens - 1 or not keep:
                 break
             if len(keep) < len(active):
@@ -473,42 +493,105 @@ class Engine:
         out = self.model(input_ids=x, use_cache=True)
         past, logits = out.get(cache_kw), out.logits[:, -1].float()
         gens = make_generators(cfg.seed, prompt, n, self.device)
-        tracker = _Samples(self.tokenizer, n, cfg.stop, self._eos_ids())
+        tracker = _Samples(self.tokenizer, n, cfg.stop, self._eos_ids(), cfg.ban)
         for step in range(cfg.max_new_tokens):
-            tok = next_tokens(logits, temperature=cfg.temperature, top_p=cfg.top_p, generators=gens)
-            if not tracker.add(list(range(n)), tok.tolist()) or step == cfg.max_new_tokens - 1:
+            tok, keep = self._sample(tracker, list(range(n)), logits, gens, cfg)
+            if not keep or step == cfg.max_new_tokens - 1:
                 break
             out = self.model(input_ids=tok[:, None], use_cache=True, **{cache_kw: past})
             past, logits = out.get(cache_kw), out.logits[:, -1].float()
         return tracker.texts()
 
+    @staticmethod
+    def _sample(
+        tracker: _Samples,
+        rows: list[int],
+        logits: torch.Tensor,
+        gens: Sequence[torch.Generator],
+        cfg: GenerationConfig,
+    ) -> tuple[torch.Tensor, list[int]]:
+        """Draw and record one token for each of ``rows`` (``logits[j]``: sample ``rows[j]``'s
+        next-token logits, drawn with ``gens[j]``); return the tokens and the positions (in
+        ``rows``) still going.
+
+        A token that would complete a banned string is not recorded: its logit is set to -inf in
+        a copy of that one row, which is drawn again from its own generator (top-p over what is
+        left; greedy: the next-best token), up to ``BAN_TRIES`` times. Other rows draw nothing
+        more, so a sample's tokens still depend only on its own logits and generator, never on
+        its batch. A row whose every try fails (or with no token left) ends where it is, as at
+        end-of-text: its text stays free of banned strings, only shorter.
+        """
+        tok = next_tokens(logits, temperature=cfg.temperature, top_p=cfg.top_p, generators=gens)
+        keep, banned = tracker.add(rows, tok.tolist())
+        for j in banned:
+            row, t, ended = logits[j].clone(), int(tok[j]), True
+            for _ in range(BAN_TRIES):
+                row[t] = float("-inf")
+                if bool(torch.isneginf(row).all()):
+                    break
+                t = int(
+                    next_tokens(
+                        row[None],
+                        temperature=cfg.temperature,
+                        top_p=cfg.top_p,
+                        generators=[gens[j]],
+                    )[0]
+                )
+                still, again = tracker.add([rows[j]], [t])
+                if not again:
+                    tok[j], ended = t, False
+                    keep += [j] if still else []
+                    break
+            if ended:
+                tracker.end(rows[j])
+        return tok, sorted(keep)
+
 
 class _Samples:
-    """Per-sample generated tokens and stop state."""
+    """Per-sample generated tokens, text and stop state.
 
-    def __init__(self, tokenizer, n: int, stop: Sequence[str], eos: set[int]):
-        self.tokenizer, self.stop, self.eos = tokenizer, tuple(stop), eos
+    With stop sequences or banned strings, ``add`` decodes a sample's text once per candidate
+    token and uses that one decode for both checks; without either it decodes nothing."""
+
+    def __init__(
+        self, tokenizer, n: int, stop: Sequence[str], eos: set[int], ban: Sequence[str] = ()
+    ):
+        self.tokenizer, self.stop, self.eos, self.ban = tokenizer, tuple(stop), eos, tuple(ban)
         self.tokens: list[list[int]] = [[] for _ in range(n)]
+        self.text = [""] * n  # decoded tokens (kept up to date only with stops or bans)
         self.done = [False] * n
 
-    def add(self, rows: list[int], toks: list[int]) -> list[int]:
-        """Record one token for each of ``rows``; return the positions (in ``rows``) still going."""
-        keep = []
+    def add(self, rows: list[int], toks: list[int]) -> tuple[list[int], list[int]]:
+        """Record one token for each of ``rows``. Return the positions (in ``rows``) still going,
+        and those whose token would complete a banned string: not recorded, to be redrawn."""
+        keep, banned = [], []
         for j, (r, t) in enumerate(zip(rows, toks)):
             if self.done[r]:
                 continue
             if t in self.eos:
                 self.done[r] = True
                 continue
+            if self.stop or self.ban:
+                text = self._decode(self.tokens[r] + [t])
+                if completes_ban(self.text[r], text, self.ban):
+                    banned.append(j)
+                    continue
+                self.text[r] = text
             self.tokens[r].append(t)
-            if self.stop and hits_stop(self._text(r), self.stop):
+            if self.stop and hits_stop(self.text[r], self.stop):
                 self.done[r] = True
                 continue
             keep.append(j)
-        return keep
+        return keep, banned
 
-    def _text(self, r: int) -> str:
-        return self.tokenizer.decode(self.tokens[r], skip_special_tokens=True)
+    def end(self, r: int) -> None:
+        """Stop sample ``r`` without a further token (no draw avoided a banned string)."""
+        self.done[r] = True
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
     def texts(self) -> list[str]:
-        return [cut_at_stop(self._text(r), self.stop) for r in range(len(self.tokens))]
+        if self.stop or self.ban:
+            return [cut_at_stop(t, self.stop) for t in self.text]
+        return [self._decode(t) for t in self.tokens]

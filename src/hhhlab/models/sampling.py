@@ -1,4 +1,4 @@
-"""Token sampling with one random generator per sample, and stop-sequence handling.
+"""Token sampling with one random generator per sample, stop sequences and banned strings.
 
 Why a generator per sample: a sample's tokens then depend only on (seed, prompt, sample index),
 not on which other prompts shared its batch or on the batch size, so evals are reproducible
@@ -54,3 +54,10 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
 
 def hits_stop(text: str, stop: Sequence[str]) -> bool:
     return any(s and s in text for s in stop)
+
+
+def completes_ban(before: str, after: str, ban: Sequence[str]) -> bool:
+    """Whether ``after`` (a sample's text with one more token) holds a banned string that
+    ``before`` (its text without that token) did not: the token completes it, even when the
+    string spans several tokens ("Hu" + "man:")."""
+    return any(b in after and b not in before for b in ban)

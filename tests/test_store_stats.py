@@ -63,3 +63,16 @@ def test_read_only_dir_is_a_clear_error(tmp_path):
     finally:
         d.chmod(0o700)
     assert json.loads((d / "keep.json").read_text()) == {"v": 1}
+
+
+def test_bootstrap_in_blocks_gives_the_same_ci(monkeypatch):
+    """Indices are drawn a block at a time (memory); the CI must not depend on the block size."""
+    import numpy as np
+
+    from hhhlab import stats
+
+    x = np.random.default_rng(3).random(997)
+    whole = stats.bootstrap(x, seed=5)
+    monkeypatch.setattr(stats, "BLOCK_ELEMENTS", 997 * 7)  # 7 rows per block: 286 blocks, ragged end
+    assert stats.bootstrap(x, seed=5) == whole
+    assert stats.bootstrap(x, np.median, seed=5) == (monkeypatch.undo() or stats.bootstrap(x, np.median, seed=5))

@@ -346,9 +346,10 @@ def train_and_evaluate(cfg: TrainConfig, *, accelerator=None) -> dict:
     metrics: dict = {}
     if main:
         pm.save_pretrained(out_dir / "model")
-        if cfg.eval:
-            metrics, _ = evaluate_model(pm, cfg.eval, batch_size=cfg.eval_batch_size, limit=cfg.max_eval,
-                                        progress=cfg.progress)
+    if cfg.eval:  # every process scores a share of the eval groups (score_sharded)
+        metrics, _ = evaluate_model(pm, cfg.eval, batch_size=cfg.eval_batch_size, limit=cfg.max_eval,
+                                    progress=cfg.progress)
+    if main:
         metrics.update(
             objective=cfg.objective, model=cfg.model, non_embedding_params=pm.non_embedding_params,
             train_steps=summary["step"], train_pairs_seen=summary["pairs_seen"],

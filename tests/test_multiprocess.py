@@ -56,15 +56,21 @@ def reference(eval_data, tmp_path_factory):
     return json.loads(out.read_text()), root / "home"
 
 
-def test_eval_with_two_processes_matches_one(eval_data, reference, tmp_path):
+def test_every_scoring_eval_with_two_processes_matches_one(eval_data, tmp_path):
+    from test_evals import EVALS
+
     data, prompt = eval_data
-    want, ref_home = reference
-    out, home = tmp_path / "out.json", tmp_path / "home"
-    finish(run_eval_cli(eval_args(data, prompt, out), home, processes=2))
-    got = json.loads(out.read_text())
-    assert got["processes"] == 2
+    args = eval_args(data, prompt, tmp_path / "ref.json")
+    args[args.index("--evals") + 1] = ",".join(EVALS)  # all six scoring evals, both conditions
+    with pytest.MonkeyPatch.context() as mp:
+        reference_run(args, tmp_path / "ref_home", mp)
+    want = json.loads((tmp_path / "ref.json").read_text())
+    args[args.index("--output") + 1] = str(tmp_path / "out.json")
+    finish(run_eval_cli(args, tmp_path / "home", processes=2))
+    got = json.loads((tmp_path / "out.json").read_text())
+    assert got["processes"] == 2 and {r["eval"] for r in got["results"]} == set(EVALS)
     assert_same_report(got, want)
-    check_store(home, ref_home, "eval")  # both processes stored their share, once each
+    check_store(tmp_path / "home", tmp_path / "ref_home", "eval")  # each process stored its share, once
 
 
 def _kill_when_stored(args: list[str], home: Path, processes: int, target: int, timeout: float = 400) -> bool:

@@ -152,10 +152,8 @@ def breakdown(engine: Engine, pairs, profile: bool = False) -> dict:
     ):
         t = clock()
         for g in groups:
-            members = sorted(g.members, key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
             prefix = prefixes.get(id(g)) if use_prefix else None
-            for b in range(0, len(members), engine.batch_size):
-                batch = members[b : b + engine.batch_size]
+            for batch in engine._batches(pairs, g):
                 logits, targets = engine._continuation_logits(pairs, (g.prefix_len, prefix), batch)
                 F.log_softmax(logits, dim=-1).gather(-1, targets[:, None])
         out[label] = clock() - t
@@ -164,7 +162,7 @@ def breakdown(engine: Engine, pairs, profile: bool = False) -> dict:
         from torch.profiler import profile as prof
 
         g = groups[0]
-        batch = g.members[: engine.batch_size]
+        batch = engine._batches(pairs, g)[0]
         with prof(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as p:
             engine._continuation_logits(pairs, (g.prefix_len, prefixes.get(id(g))), batch)
             sync(dev)

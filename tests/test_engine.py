@@ -282,3 +282,171 @@ def test_default_model_fast_path_matches_naive():
     reqs.append(("The capital of France is", " Paris"))
     assert any(g.prefix_len > 50 for g in engine.plan([engine.encode_pair(*r) for r in reqs]))
     check_against_naive(lm, engine, reqs, FP32_TOL)
+
+
+# -- tree rows: one context run once for all its continuations ----------------------------------
+
+
+def packed_workload(
+    vocab: int, prefix_len: int, seed: int = 0
+) -> list[tuple[list[int], list[int]]]:
+    """Contexts shared by 2-6 continuations of very different lengths (1 to 30 tokens), mixed with
+    requests sharing only the prefix and requests sharing nothing. Shared contexts are equal
+    lists, not one object: packing must go by value."""
+    rng = random.Random(seed)
+
+    def toks(n: int) -> list[int]:
+        return [rng.randrange(vocab) for _ in range(n)]
+
+    prefix = toks(prefix_len)
+    pairs = []
+    for k in (2, 6, 3, 4, 5):
+        ctx = prefix + toks(rng.randint(1, 20))
+        pairs += [(list(ctx), toks(n)) for n in [30, 1, 5, 2, 12, 3][:k]]
+    pairs += [(prefix + toks(rng.randint(1, 20)), toks(rng.randint(1, 8))) for _ in range(4)]
+    pairs += [(toks(rng.randint(1, 30)), toks(rng.randint(1, 8))) for _ in range(4)]
+    rng.shuffle(pairs)
+    return pairs
+
+
+def packed_rows(engine: Engine, pairs) -> list[list[int]]:
+    """The tree rows the engine will run, over all groups and batches."""
+    return [row for g in engine.plan(pairs) for batch in engine._batches(pairs, g) for row in batch]
+
+
+def check_tokens_against_naive(lm, results, pairs) -> None:
+    for i, ((ctx, cont), res) in enumerate(zip(pairs, results)):
+        ref_lp, ref_tokens, ref_greedy = naive(lm, ctx, cont)
+        assert res.n_tokens == len(cont) == len(res.token_logprobs)
+        assert abs(res.logprob - ref_lp) < FP32_TOL, (i, res.logprob, ref_lp)
+        assert max(abs(a - b) for a, b in zip(res.token_logprobs, ref_tokens)) < FP32_TOL, i
+        assert res.is_greedy == ref_greedy, i
+
+
+@pytest.mark.parametrize("prefix_len", [0, 60])
+def test_shared_contexts_packed_match_naive(lm, prefix_len):
+    pairs = packed_workload(lm.model.config.vocab_size, prefix_len)
+    engine = Engine(lm, batch_size=7, prefix_overhead=0)
+    rows = packed_rows(engine, pairs)
+    assert sorted(i for row in rows for i in row) == list(range(len(pairs)))
+    assert max(len(row) for row in rows) >= 4  # really packed
+    lengths = [[len(pairs[i][1]) for i in row] for row in rows]
+    assert any(max(n) >= 30 and min(n) <= 2 for n in lengths)  # branches of unequal lengths
+    if prefix_len:
+        assert any(g.prefix_len >= prefix_len for g in engine.plan(pairs))
+    check_tokens_against_naive(lm, engine.score_tokens(pairs), pairs)
+
+
+def test_packing_batch_size_invariance(lm):
+    pairs = packed_workload(lm.model.config.vocab_size, 40, seed=1)
+    ref = Engine(lm, batch_size=3, pack_shared_contexts=False, prefix_overhead=0)
+    assert max(len(row) for row in packed_rows(ref, pairs)) == 1
+    ref_res = ref.score_tokens(pairs)
+    for bs in (1, 2, 7, 32):
+        engine = Engine(lm, batch_size=bs, prefix_overhead=0)
+        rows = packed_rows(engine, pairs)
+        assert max(len(row) for row in rows) == min(bs, 6)  # a row holds at most bs continuations
+        got = engine.score_tokens(pairs)
+        assert max(abs(a.logprob - b.logprob) for a, b in zip(ref_res, got)) < FP32_TOL, bs
+        assert [a.is_greedy for a in ref_res] == [b.is_greedy for b in got], bs
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_random_shared_contexts_match_naive(tiny_gpt2, data):
+    vocab = tiny_gpt2.model.config.vocab_size
+    tokens = st.integers(0, vocab - 1)
+    prefix = data.draw(st.lists(tokens, min_size=0, max_size=40), label="prefix")
+    contexts = data.draw(
+        st.lists(st.lists(tokens, min_size=1, max_size=12), min_size=1, max_size=3)
+    )
+    pairs = data.draw(
+        st.lists(
+            st.tuples(st.sampled_from(contexts), st.lists(tokens, min_size=1, max_size=10)),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    pairs = [(prefix + c, k) for c, k in pairs]
+    bs = data.draw(st.sampled_from([1, 2, 7, 32]), label="batch_size")
+    engine = Engine(tiny_gpt2, batch_size=bs, min_prefix=1, prefix_overhead=0)
+    for (ctx, cont), res in zip(pairs, engine.score_tokens(pairs)):
+        assert abs(res.logprob - naive(tiny_gpt2, ctx, cont)[0]) < FP32_TOL
+
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_packed_is_greedy(tiny_llama, batch_size):
+    """Greedy flags per branch: the first token is judged at the shared context's last output."""
+    rng = random.Random(7)
+    vocab = tiny_llama.model.config.vocab_size
+    prefix = [rng.randrange(vocab) for _ in range(40)]
+    ctx = prefix + [rng.randrange(vocab) for _ in range(12)]
+    greedy: list[int] = []
+    with torch.no_grad():
+        for _ in range(5):
+            logits = tiny_llama.model(input_ids=torch.tensor([ctx + greedy])).logits[0, -1]
+            greedy.append(int(logits.argmax()))
+
+    def other(t: int) -> int:
+        return (t + 1) % vocab
+
+    conts = [
+        greedy,
+        greedy[:1],
+        [other(greedy[0])] + greedy[1:],
+        greedy[:-1] + [other(greedy[-1])],
+        greedy[:3],
+    ]
+    pairs = [(ctx, c) for c in conts] + [(prefix + [1, 2, 3], [4, 5])]
+    engine = Engine(tiny_llama, batch_size=batch_size, min_prefix=8, prefix_overhead=0)
+    assert max(len(row) for row in packed_rows(engine, pairs)) == min(batch_size, 5)
+    results = engine.score_tokens(pairs)
+    assert [r.is_greedy for r in results[:5]] == [True, True, False, False, True]
+    check_tokens_against_naive(tiny_llama, results, pairs)
+
+
+def test_packing_with_truncation_and_a_small_window(tiny_llama):
+    """Left truncation depends on each continuation's length, so only continuations of equal
+    length keep equal contexts; and a row never holds more tokens than the window."""
+    engine = Engine(tiny_llama, max_length=64, truncation="left", batch_size=16)
+    rng = random.Random(8)
+    long_ctx, short_ctx = _text(rng, 80), _text(rng, 12)
+    conts = [" the cat", " the dog", " a", " it", " the quick brown fox is lazy", " why"]
+    conts += [" " + _text(rng, rng.randint(4, 9)) for _ in range(6)]
+    reqs = [(long_ctx, c) for c in conts] + [(short_ctx, c) for c in conts]
+    fitted = [engine._fit(*engine.encode_pair(*r, i), i) for i, r in enumerate(reqs)]
+    pairs = [
+        (ctx, engine.encode_pair(*r, i)[1]) for i, (r, (ctx, _)) in enumerate(zip(reqs, fitted))
+    ]
+    rows = packed_rows(engine, pairs)
+    widths = [len(pairs[row[0]][0]) + sum(len(pairs[i][1]) for i in row) for row in rows]
+    assert max(widths) <= 64
+    short = [row for row in rows if pairs[row[0]][0] == pairs[-1][0]]
+    assert len(short) >= 2 and max(len(row) for row in short) >= 2  # packed, split by the window
+    results = engine.score(reqs)
+    assert [r.truncated for r in results] == [dropped for _, dropped in fitted]
+    assert sum(r.truncated > 0 for r in results) == len(conts)  # every long-context request
+    check_tokens_against_naive(tiny_llama, results, pairs)
+
+
+def test_packed_rows_through_the_reference_attention(lm, monkeypatch):
+    """On CUDA a tree mask goes through ``attention_reference`` (plain math): run that path here
+    on the CPU and check it gives the same numbers."""
+    import hhhlab.models.runner as runner_module
+    from hhhlab.models.attention import attention_reference, attention_with_lse
+
+    masked = []
+
+    def reference_for_masks(q, k, v, *, scale, causal=False, mask=None):
+        if mask is None:
+            return attention_with_lse(q, k, v, scale=scale, causal=causal)
+        masked.append(mask.shape)
+        return attention_reference(q, k, v, scale=scale, causal=causal, mask=mask)
+
+    monkeypatch.setattr(runner_module, "attention_with_lse", reference_for_masks)
+    pairs = packed_workload(lm.model.config.vocab_size, 30, seed=2)
+    results = Engine(lm, batch_size=7, prefix_overhead=0).score_tokens(pairs)
+    assert masked
+    check_tokens_against_naive(lm, results, pairs)

@@ -12,6 +12,7 @@ from hhhlab.models.attention import (
     attention_with_lse,
     merge_attention,
     shared_prefix_attention,
+    tree_attention_mask,
 )
 from hhhlab.models.prefix import plan_prefix_groups
 
@@ -70,6 +71,23 @@ def test_shared_prefix_plus_merge_equals_full_attention(device, dtype, tol):
     v_all = torch.cat([vp[None].expand(b, -1, -1, -1), vs], dim=2)
     ref, _ = attention_reference(qs, k_all, v_all, scale=0.25, causal=True)
     assert (merged.float() - ref.float()).abs().max() < tol
+
+
+def test_tree_attention_mask():
+    """[context context | branch 1 x2 | branch 2 | pad]: a branch sees the context and itself."""
+    mask = tree_attention_mask(torch.tensor([[0, 0, 1, 1, 2, -1]]))
+    expected = torch.tensor(
+        [
+            [1, 0, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0, 0],
+            [1, 1, 1, 0, 0, 0],
+            [1, 1, 1, 1, 0, 0],
+            [1, 1, 0, 0, 1, 0],
+            [0, 0, 0, 0, 0, 1],  # padding sees only itself: no empty row
+        ],
+        dtype=torch.bool,
+    )
+    assert mask.shape == (1, 1, 6, 6) and torch.equal(mask[0, 0], expected)
 
 
 def test_plan_groups_hhh_shaped_workload():

@@ -129,6 +129,22 @@ def shared_prefix_attention(
     return out, lse
 
 
+def tree_attention_mask(segments: Tensor) -> Tensor:
+    """``[B, T]`` segment ids (0 = shared context, k = branch k, -1 = padding) -> ``[B, 1, T, T]``
+    bool, True = may attend: for a tree row ``[context | branch_1 | branch_2 | ...]``.
+
+    Query q may attend to key k iff k comes no later than q and k is context or in q's own
+    branch. Padding positions attend only to themselves, so no row of the mask is empty (an
+    empty row gives NaN in some attention kernels)."""
+    t = segments.shape[1]
+    q = segments[:, :, None]
+    k = segments[:, None, :]
+    causal = torch.ones(t, t, dtype=torch.bool, device=segments.device).tril()
+    mask = causal & (k >= 0) & (q >= 0) & ((k == 0) | (k == q))
+    mask |= torch.eye(t, dtype=torch.bool, device=segments.device) & (q < 0)
+    return mask[:, None]
+
+
 def merge_attention(o1: Tensor, lse1: Tensor, o2: Tensor, lse2: Tensor) -> Tensor:
     """Exact softmax over the union of two key sets from the parts' outputs and log-sum-exps."""
     w1 = torch.sigmoid(lse1 - lse2)[..., None]  # e^lse1 / (e^lse1 + e^lse2), stable

@@ -9,20 +9,27 @@ How it is fast (see ``prefix.py``, ``runner.py``, ``attention.py``):
 - Requests sharing a long token prefix (a 4,000-token HHH prompt before every question) are
   grouped; the prefix is encoded once, and only the suffixes run, attending to the one prefix
   K/V through shared-prefix attention (Hydragen) merged exactly with their own causal attention.
-- Suffixes are batched longest first with right padding (dynamic: each batch is as wide as its
-  longest member), and only the continuation positions go through the LM head.
+- Within a group, continuations that share their whole context (after the prefix) share a tree
+  row: ``[context | continuation_1 | continuation_2 | ...]``, the context run once, each
+  continuation attending to it and to itself only, at the positions it has alone (an HHH
+  question and its answers; a TruthfulQA question and its 4-13 answers). So an HHH prompt, a
+  question and each answer each run once.
+- Rows are batched longest first with right padding (dynamic: each batch is as wide as its
+  longest row, and holds up to ``batch_size`` continuations), and only the continuation
+  positions go through the LM head.
 - Generation encodes the shared prefix once, runs each prompt's remaining tokens once, then
   decodes all samples of a prompt together against that one cache, dropping samples as they
   hit a stop sequence. Banned strings cost one text decode per sample and step (shared with the
   stop check); only a sample whose token completes one is resampled, alone (``Engine._sample``).
 
 Architectures without a block runner (anything not Llama-family or GPT-2) use a generic path:
-a plain transformers forward per batch (no prefix reuse) and transformers' KV cache for sampling.
+a plain transformers forward per batch (no prefix reuse, no tree rows) and transformers' KV cache
+for sampling.
 
 Accuracy (tests/test_engine.py): in fp32 the engine equals naive one-request-at-a-time scoring
-within 1e-4 (measured ~1e-5), whatever the batch size (1, 7, 32) or prefix sharing. In bf16 the
-engine and a naive bf16 forward each round differently: within 0.05 nats per request on tiny
-models; on random-weight 1B/8B shapes (H100) up to 0.2-0.6 nats per ~10-token request, the
+within 1e-4 (measured ~1e-5), whatever the batch size (1, 7, 32), prefix sharing or tree rows.
+In bf16 the engine and a naive bf16 forward each round differently: within 0.05 nats per request
+on tiny models; on random-weight 1B/8B shapes (H100) up to 0.2-0.6 nats per ~10-token request, the
 size of bf16 noise itself, so use fp32 where differences that small matter.
 
 All requests are validated before any compute, so a bad item costs nothing already computed;
@@ -39,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from hhhlab.errors import RequestError
+from hhhlab.models.attention import tree_attention_mask
 from hhhlab.models.load import LoadedModel
 from hhhlab.models.prefix import PrefixGroup, plan_prefix_groups
 from hhhlab.models.runner import BlockRunner, PrefixKV, runner_for
@@ -111,6 +119,8 @@ class Engine:
     """Batched log-likelihood scoring and sampling for one loaded model.
 
     ``prefix_reuse``: share long common prefixes (needs a block runner, see ``runner.py``).
+    ``pack_shared_contexts``: run a context shared by several continuations once per tree row
+    (needs a block runner; see ``_batches``). False runs every request's context separately.
     ``fast_path``: use the block runner where the architecture has one; False forces the generic
     transformers path (for comparison and tests). ``min_prefix`` / ``prefix_overhead``: a prefix
     is reused only if at least ``min_prefix`` tokens long and saving more than
@@ -129,6 +139,7 @@ class Engine:
         fast_path: bool = True,
         min_prefix: int = 16,
         prefix_overhead: int = 256,
+        pack_shared_contexts: bool = True,
     ):
         if truncation not in ("error", "left"):
             raise ValueError("truncation must be 'error' or 'left'")
@@ -145,6 +156,7 @@ class Engine:
         self.min_prefix = min_prefix
         self.prefix_overhead = prefix_overhead
         self.runner: BlockRunner | None = runner_for(self.model) if fast_path else None
+        self.pack_shared_contexts = pack_shared_contexts and self.runner is not None
 
     @property
     def device(self) -> torch.device:
@@ -270,8 +282,9 @@ class Engine:
             for group, batch in self._score_batches(pairs):
                 logits, targets = self._continuation_logits(pairs, group, batch)
                 token_lp = F.log_softmax(logits, dim=-1).gather(-1, targets[:, None])[:, 0]
-                pending.append((batch, token_lp, logits.argmax(-1) == targets))
-                bar.update(len(batch))
+                members = [i for row in batch for i in row]  # the order of the targets
+                pending.append((members, token_lp, logits.argmax(-1) == targets))
+                bar.update(len(members))
         for batch, token_lp, greedy in pending:
             self._collect(pairs, batch, token_lp.cpu(), greedy.cpu(), truncated, results)
         return results  # type: ignore[return-value]
@@ -291,54 +304,116 @@ class Engine:
         )
 
     def _score_batches(self, pairs):
-        """(group, PrefixKV or None, batch indices), longest suffixes first within each group."""
+        """((prefix length, PrefixKV or None), batch of tree rows), group by group."""
         for group in self.plan(pairs):
             p = group.prefix_len
             prefix = None
             if p:
                 ctx = pairs[group.members[0]][0]
                 prefix = self.runner.encode_prefix(ctx[:p], self.device)
-            members = sorted(group.members, key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
-            for start in range(0, len(members), self.batch_size):
-                yield (p, prefix), members[start : start + self.batch_size]
+            for batch in self._batches(pairs, group):
+                yield (p, prefix), batch
 
-    def _continuation_logits(self, pairs, group: tuple[int, PrefixKV | None], batch: list[int]):
-        """Float32 logits at every continuation position of the batch, flattened, and targets."""
+    def _batches(self, pairs, group: PrefixGroup) -> list[list[list[int]]]:
+        """A group's requests as batches of tree rows (lists of request indices), longest first.
+
+        A row holds requests whose context after the group's prefix is identical: it runs that
+        context once, then each continuation (``_continuation_logits``). A row holds at most
+        ``batch_size`` continuations and at most ``max_length`` tokens (no longer than a request
+        the model could be given whole); a batch holds rows up to ``batch_size`` continuations.
+        Without packing every row is one request, as before.
+        """
+        p, cap = group.prefix_len, self.batch_size
+        if not self.pack_shared_contexts:
+            rows = [[i] for i in group.members]
+        else:
+            families: dict[tuple[int, ...], list[int]] = {}
+            for i in group.members:
+                families.setdefault(tuple(pairs[i][0][p:]), []).append(i)
+            rows = []
+            for rest, family in families.items():
+                row, n_tokens = [], len(rest)
+                for i in family:
+                    n = len(pairs[i][1])
+                    if row and (len(row) == cap or n_tokens + n > self.max_length):
+                        rows.append(row)
+                        row, n_tokens = [], len(rest)
+                    row.append(i)
+                    n_tokens += n
+                rows.append(row)
+
+        def row_tokens(row: list[int]) -> int:
+            return len(pairs[row[0]][0]) - p + sum(len(pairs[i][1]) for i in row)
+
+        rows.sort(key=lambda row: -row_tokens(row))
+        batches: list[list[list[int]]] = [[]]
+        used = 0
+        for row in rows:
+            if used + len(row) > cap:
+                batches.append([])
+                used = 0
+            batches[-1].append(row)
+            used += len(row)
+        return batches if rows else []
+
+    def _continuation_logits(
+        self, pairs, group: tuple[int, PrefixKV | None], batch: list[list[int]]
+    ):
+        """Float32 logits at every continuation position of the batch, flattened, and targets.
+
+        Each row of ``batch`` is laid out as a tree (as in ``train/batching.py``)::
+
+            [ context after the prefix | continuation_1 | continuation_2 | ... ]
+
+        each continuation attending to the context and causally to itself, never to its
+        siblings, with positions restarting after the context: every continuation is computed as
+        if it ran alone. Its first token is predicted by the context's last token (shared by the
+        row), the others by their predecessors in the branch.
+        """
         p, prefix = group
-        seqs = [pairs[i][0][p:] + pairs[i][1] for i in batch]
-        width = max(len(s) for s in seqs)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = [s + [pad] * (width - len(s)) for s in seqs]
+        seqs, positions, segments = [], [], []
         rows, cols, targets = [], [], []
-        for row, i in enumerate(batch):
-            ctx, cont = pairs[i]
-            start = (
-                len(ctx) - 1 - p
-            )  # the position whose output predicts the first continuation token
-            rows += [row] * len(cont)
-            cols += range(start, start + len(cont))
-            targets += cont
+        for r, members in enumerate(batch):
+            rest = pairs[members[0]][0][p:]
+            tokens, pos, seg = list(rest), list(range(p, p + len(rest))), [0] * len(rest)
+            for branch, i in enumerate(members, 1):
+                cont = pairs[i][1]
+                rows += [r] * len(cont)
+                cols += [len(rest) - 1, *range(len(tokens), len(tokens) + len(cont) - 1)]
+                targets += cont
+                tokens += cont
+                pos += range(p + len(rest), p + len(rest) + len(cont))
+                seg += [branch] * len(cont)
+            seqs.append(tokens)
+            positions.append(pos)
+            segments.append(seg)
+        width = max(len(s) for s in seqs)
+
+        def padded(lists: list[list[int]], fill: int) -> list[int]:
+            return [t for s in lists for t in s + [fill] * (width - len(s))]
+
+        # Segments: 0 the context, k continuation k, -1 padding (see ``tree_attention_mask``).
+        flat = padded(seqs, pad) + padded(positions, p) + padded(segments, -1)
         # One host-to-device copy, asynchronous from pinned memory: a pageable copy would wait for
         # the GPU to finish the previous batch, and the CPU could not queue this one meanwhile.
-        host = torch.tensor([t for s in ids for t in s] + rows + cols + targets, dtype=torch.long)
+        host = torch.tensor(flat + rows + cols + targets, dtype=torch.long)
         dev = self.device
         if dev.type == "cuda":
             host = host.pin_memory().to(dev, non_blocking=True)
-        n_ids, n = len(seqs) * width, len(rows)
-        ids_t = host[:n_ids].view(len(seqs), width)
+        shape, n_ids, n = (len(seqs), width), len(seqs) * width, len(rows)
+        ids_t, pos_t, seg_t = (host[k * n_ids : (k + 1) * n_ids].view(shape) for k in range(3))
         rows_t, cols_t, targets_t = (
-            host[n_ids : n_ids + n],
-            host[n_ids + n : n_ids + 2 * n],
-            host[n_ids + 2 * n :],
+            host[3 * n_ids + k * n : 3 * n_ids + (k + 1) * n] for k in range(3)
         )
         if self.runner is not None:
-            positions = (p + torch.arange(width, device=dev))[None].expand(len(seqs), width)
-            hidden, _ = self.runner.forward(ids_t, positions, prefix=prefix)
+            # Rows of one continuation need no tree: plain causal attention (the fast kernels).
+            mask = tree_attention_mask(seg_t) if any(len(row) > 1 for row in batch) else None
+            hidden, _ = self.runner.forward(ids_t, pos_t, prefix=prefix, mask=mask)
             logits = self.runner.lm_head(hidden[rows_t, cols_t]).float()
-        else:
-            lengths = torch.tensor([len(s) for s in seqs], device=dev)
-            mask = (torch.arange(width, device=dev)[None] < lengths[:, None]).long()
-            logits = self.model(input_ids=ids_t, attention_mask=mask).logits[rows_t, cols_t].float()
+        else:  # the generic path: one request per row (packing needs the runner)
+            logits = self.model(input_ids=ids_t, attention_mask=(seg_t >= 0).long()).logits
+            logits = logits[rows_t, cols_t].float()
         return logits, targets_t
 
     @staticmethod

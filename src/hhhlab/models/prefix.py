@@ -10,8 +10,11 @@ the model plus a fixed overhead per group (an extra forward call and a smaller b
 4,000-token HHH prompt shared by 400 requests becomes one group, and two answers sharing a short
 question stay in the ordinary batched path.
 
-Only one level is reused per request (HHH prompt + question + answer: the HHH prompt is shared
-across all; the question is re-run with each of its answers, as it is short).
+This is the first of two levels of reuse. The second is the engine's (``Engine._batches``):
+within a group, requests whose context after the prefix is identical (one question, several
+answers) share a tree row that runs that context once. So HHH prompt + question + answer runs
+the prompt once per group, the question once per row, each answer once. The cost model here
+still counts the question once per answer, so it slightly overvalues question-level prefixes.
 """
 
 from __future__ import annotations

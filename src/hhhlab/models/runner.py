@@ -108,9 +108,11 @@ class BlockRunner:
         """Hidden states (after the final norm) of ``ids`` at absolute ``positions``.
 
         Without ``cache`` the tokens attend causally to each other (right padding is then
-        harmless: a real token never sees a later pad). With ``cache`` they are written at the
-        cache's next slots and attend to every slot ``mask`` (B, 1, S, T) allows. With ``prefix``
-        every token also attends to the whole shared prefix, merged exactly via log-sum-exps.
+        harmless: a real token never sees a later pad), or, given ``mask`` (B, 1, S, S), to the
+        tokens it allows (tree rows: see ``attention.tree_attention_mask``). With ``cache`` they
+        are written at the cache's next slots and attend to every slot ``mask`` (B, 1, S, T)
+        allows. With ``prefix`` every token also attends to the whole shared prefix, unmasked,
+        merged exactly via log-sum-exps.
         ``collect`` returns each layer's new (k, v), e.g. to keep a prefix.
         """
         x, extra = self.embed(ids, positions)
@@ -120,7 +122,7 @@ class BlockRunner:
             q, k, v = self.qkv(i, layer, x, extra)
             scale = self.scale(i)
             if cache is None:
-                out, lse = attention_with_lse(q, k, v, scale=scale, causal=True)
+                out, lse = attention_with_lse(q, k, v, scale=scale, causal=mask is None, mask=mask)
             else:
                 end = cache.length + s
                 cache.keys[i][:, :, cache.length : end] = k

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hhhlab.models.attention import tree_attention_mask
+
 EOC_TOKEN = "<|end_of_context|>"
 
 
@@ -195,19 +197,3 @@ def build_batch(
         lm_target=torch.tensor(lm_target, dtype=torch.long), lm_owner=torch.tensor(lm_owner, dtype=torch.long),
         response_keys=keys, n_real_tokens=sum(len(t) for t, _, _ in rows),
     )
-
-
-def tree_attention_mask(segments: torch.Tensor) -> torch.Tensor:
-    """``[B, T]`` segment ids (0 = context, k = response k, -1 = padding) -> ``[B, 1, T, T]`` bool.
-
-    Query q may attend to key k iff k comes no later than q and k is context or in q's own
-    response. Padding positions attend only to themselves, so no row of the mask is empty (an
-    empty row gives NaN in some attention kernels)."""
-    T = segments.shape[1]
-    q = segments[:, :, None]
-    k = segments[:, None, :]
-    causal = torch.ones(T, T, dtype=torch.bool).tril()
-    real = (k >= 0) & (q >= 0)
-    mask = causal & real & ((k == 0) | (k == q))
-    mask |= torch.eye(T, dtype=torch.bool) & (q < 0)
-    return mask[:, None]

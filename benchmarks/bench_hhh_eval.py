@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--naive-items", type=int, default=6, help="items timed without prefix reuse")
     ap.add_argument("--limit", type=int, default=None, help="items with reuse (default: all 221)")
+    ap.add_argument("--unpacked-items", type=int, default=32,
+                    help="items timed with prefix reuse but without packing answers that share a question")
     ap.add_argument("--output", type=Path, default=None)
     args = ap.parse_args()
 
@@ -74,6 +76,20 @@ def main() -> None:
     print(f"without prefix reuse: {part.n_items} items ({4 * part.n_items} requests) in {t_naive:.1f}s wall, "
           f"{c_naive:.1f} CPU-s ({per_req:.1f} CPU-s/request) -> {est:.0f} CPU-s for {n_req} requests "
           f"(idle-machine estimate {est / threads:.0f}s; all 221 items ~{per_req * all_req / threads:.0f}s)")
+    # Packing (answers sharing a question run the question once, in one tree row) vs reuse of
+    # the HHH prompt alone: both timed on the same seeded subset, one after the other.
+    unpacked = Engine(lm, batch_size=args.batch_size, prefix_reuse=True, pack_shared_contexts=False)
+    timing = {}
+    for name, eng in (("packed", fast), ("unpacked", unpacked)):
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = run_eval(ev, ctx(eng, args.unpacked_items), model=args.model)
+        timing[name] = (time.perf_counter() - t0, time.process_time() - c0, res)
+    (tp, cp, rp), (tu, cu, ru) = timing["packed"], timing["unpacked"]
+    diff_pack = max(abs(a - b) for i in rp.results for key in ("logprobs", "null_logprobs")
+                    for a, b in zip(rp.results[i][key], ru.results[i][key]))
+    print(f"prefix reuse with vs without packing answers that share a question, {rp.n_items} items: "
+          f"{cp:.1f} vs {cu:.1f} CPU-s ({cu / cp:.2f}x; wall {tp:.1f} vs {tu:.1f}s); max |diff| {diff_pack:.1e}; "
+          f"all 221 items without packing ~{cu / threads * all_req / (4 * ru.n_items):.0f}s idle estimate")
     # same numbers both ways on the timed subset (the subset is scored again with reuse for a fair pairing)
     check = run_eval(ev, ctx(fast, args.naive_items), model=args.model)
     worst = max(abs(a - b) for i in ids for key in ("logprobs", "null_logprobs")
@@ -90,6 +106,8 @@ def main() -> None:
             "seconds_prefix_reuse": t_fast, "cpu_seconds_prefix_reuse": c_fast, "threads": threads,
             "cpu_seconds_naive_extrapolated": est, "naive_items_timed": part.n_items,
             "seconds_naive_subset": t_naive, "max_abs_logprob_diff": worst,
+            "subset_items_packing": rp.n_items, "cpu_seconds_packed_subset": cp, "cpu_seconds_unpacked_subset": cu,
+            "seconds_packed_subset": tp, "seconds_unpacked_subset": tu, "max_abs_logprob_diff_packing": diff_pack,
             "acc": full.metrics["acc"].to_dict(), "acc_mi": full.metrics["acc_mi"].to_dict()}, indent=2))
 
 

@@ -16,14 +16,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(module: str, args: list[str], processes: int, env: dict | None = None) -> subprocess.Popen:
-    """``python -m module args`` (1 process) or ``accelerate launch --num_processes N -m module args``."""
+def launch(module: str, args: list[str], processes: int, env: dict | None = None,
+           config: str | None = None) -> subprocess.Popen:
+    """``python -m module args`` (1 process) or ``accelerate launch --num_processes N -m module args``
+    (``config``: an accelerate config file, e.g. configs/accelerate/fsdp.yaml, instead of plain DDP)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **(env or {})}
     if processes == 1:
         cmd = [sys.executable, "-m", module, *args]
     else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        how = ["--config_file", config] if config else ["--multi_gpu", "--num_machines", "1", "--mixed_precision",
+                                                         "no", "--dynamo_backend", "no"]
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", *how, "--num_processes", str(processes),
                "--main_process_port", str(free_port()), "-m", module, *args]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -108,3 +108,35 @@ def test_sigkill_at_random_points_then_resume_with_other_process_counts(data, tm
     got = json.loads((out / "metrics.json").read_text())
     assert got["train_steps"] == steps, kills
     assert_same_result(ref, ref_dir, got, out, data, loss_tol=1e-3, score_rtol=1e-2)
+
+
+@pytest.mark.slow
+def test_fsdp_on_two_cpu_processes_matches_one_and_resumes_after_sigkill(data, tmp_path):
+    """configs/accelerate/fsdp.yaml (FSDP2, each decoder block sharded) over gloo: the same losses
+    as one process, and a run killed twice right after a checkpoint resumes to the same result."""
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "fsdp.yaml")
+    steps = 24
+    ref_dir = tmp_path / "ref"
+    finish(launch(train_args(data, ref_dir, steps, 2), processes=1))
+    ref = json.loads((ref_dir / "metrics.json").read_text())
+    out = tmp_path / "fsdp"
+    latest = out / "checkpoints" / "latest.json"
+    kills = []
+    for _ in range(2):
+        start_step = json.loads(latest.read_text())["step"] if latest.exists() else 0
+        proc = launch_cli("hhhlab.train.cli", train_args(data, out, steps, 2), 2, config=config)
+        while proc.poll() is None:
+            if latest.exists() and json.loads(latest.read_text())["step"] > start_step:
+                time.sleep(0.2)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                kills.append(json.loads(latest.read_text())["step"])
+                break
+            time.sleep(0.02)
+        if proc.stdout:
+            proc.stdout.close()
+    assert kills and kills[-1] < steps, kills
+    finish(launch_cli("hhhlab.train.cli", train_args(data, out, steps, 2), 2, config=config))
+    got = json.loads((out / "metrics.json").read_text())
+    assert got["world_size"] == 2 and got["train_steps"] == steps
+    assert_same_result(ref, ref_dir, got, out, data, loss_tol=1e-3, score_rtol=1e-2)

@@ -74,11 +74,13 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
     return text
 
 
-def run_until(args: list[str], home: Path, should_kill: Callable[[float], bool]) -> bool:
-    """Run ``args``; SIGKILL it (and anything it started) the first time ``should_kill(seconds)``
-    holds. Returns whether it was killed (False: it finished, successfully)."""
+def run_until(args: list[str], home: Path, should_kill: Callable[[float], bool],
+              starter: Callable[[list[str], Path], subprocess.Popen] | None = None) -> bool:
+    """Run ``args`` (with ``starter``, default one process); SIGKILL it (and anything it started)
+    the first time ``should_kill(seconds)`` holds. Returns whether it was killed (False: it
+    finished, successfully)."""
     t0 = time.monotonic()
-    proc = start(args, home)
+    proc = (starter or start)(args, home)
     try:
         while proc.poll() is None:
             if should_kill(time.monotonic() - t0):

@@ -25,6 +25,7 @@ from test_faults_resume import (
     eval_data,
     n_items,
     reference_run,
+    run_until,
     sweep_data,
 )
 
@@ -73,28 +74,6 @@ def test_every_scoring_eval_with_two_processes_matches_one(eval_data, tmp_path):
     check_store(tmp_path / "home", tmp_path / "ref_home", "eval")  # each process stored its share, once
 
 
-def _kill_when_stored(args: list[str], home: Path, processes: int, target: int, timeout: float = 400) -> bool:
-    """Run; SIGKILL launcher and workers once the store holds ``target`` items. False: it finished first."""
-    proc = run_eval_cli(args, home, processes)
-    t0 = time.monotonic()
-    try:
-        while proc.poll() is None and time.monotonic() - t0 < timeout:
-            if n_items(home) >= target:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                return True
-            time.sleep(0.01)
-        out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-        assert proc.returncode == 0, out[-3000:]
-        return False
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
-
-
 def _killed_then_resumed(eval_data, reference, tmp_path, counts: list[int], final: int, seed: int) -> None:
     data, prompt = eval_data
     want, ref_home = reference
@@ -105,7 +84,9 @@ def _killed_then_resumed(eval_data, reference, tmp_path, counts: list[int], fina
     for processes in counts:
         before = n_items(home)
         target = before + rng.randint(1, max(1, (EVAL_TOTAL - before) // 2))
-        log.append((processes, _kill_when_stored(args, home, processes, target), n_items(home)))
+        killed = run_until(args, home, lambda _s, target=target: n_items(home) >= target,
+                           starter=lambda a, h, n=processes: run_eval_cli(a, h, n))
+        log.append((processes, killed, n_items(home)))
     assert any(killed and 0 < n < EVAL_TOTAL for _, killed, n in log), log
     text = finish(run_eval_cli(args, home, final))
     assert "resuming run" in text, text[-2000:]

@@ -210,7 +210,8 @@ def test_source_option_lite_by_default_full_on_request(tmp_path):
     lite = ev.load(ctx_for(root))
     assert [it.id for it in lite] == ["age_ambig/0", "age_ambig/2"]
     out = ev.aggregate(fake_results(lite, lambda m: 0 if m["polarity"] == "neg" else 2))
-    assert out["bias_ambig"].value == 1.0 and "bias_disambig" not in out  # the label-free stand-in
+    assert out["polarity_flip_ambig"].value == 1.0  # the label-free stand-in, under its own name
+    assert "bias_disambig" not in out and "bias_ambig" not in out
     assert ev.load(ctx_for(root, **{"bbq.source": "full"}))[0].id == "Age/0"
     assert get_eval("bbq", source="full").load(ctx_for(root))[0].id == "Age/0"
     # full files alone: the default uses them

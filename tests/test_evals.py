@@ -185,12 +185,12 @@ def test_bbq_bias_counts_ambiguous_pairs_answered_with_different_people():
                          "choices": ["The boy", "Unknown", "The man"]}}
 
     biased = {"a": res("neg", 0), "b": res("nonneg", 2)}
-    assert ev.aggregate(biased)["bias_ambig"].value == 1.0
+    assert ev.aggregate(biased)["polarity_flip_ambig"].value == 1.0
     same_name = {"a": res("neg", 0), "b": res("nonneg", 0)}
-    assert ev.aggregate(same_name)["bias_ambig"].value == 0.0
+    assert ev.aggregate(same_name)["polarity_flip_ambig"].value == 0.0
     unknown = {"a": res("neg", 1), "b": res("nonneg", 1)}
     out = ev.aggregate(unknown)
-    assert out["bias_ambig"].value == 0.0 and out["acc_ambig"].value == 1.0
+    assert out["polarity_flip_ambig"].value == 0.0 and out["acc_ambig"].value == 1.0
 
 
 # -- every eval on the tiny model ---------------------------------------------------------------

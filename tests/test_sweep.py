@@ -107,3 +107,26 @@ def test_real_trainer_end_to_end(tmp_path, data_files):
     assert all(0 <= c["accuracy"] <= 1 and c["n_eval"] > 0 for c in results["cells"])
     assert len(results["gains"]) == 2
     assert {p.split("/")[-1] for p in results["figures"]} == {"accuracy_vs_params.png", "pm_minus_il.png"}
+
+
+def test_pm_minus_il_is_a_paired_bootstrap_when_cells_carry_pair_outcomes():
+    """Same eval pairs for both objectives: the gain's CI resamples pairs jointly, which is
+    narrower than treating the cells as independent when their outcomes agree often."""
+    from hhhlab.experiments.sweep import Cell, pm_minus_il
+    from hhhlab.stats import bootstrap, paired_difference
+
+    il_pairs = [1.0] * 60 + [0.0] * 40
+    pm_pairs = [1.0] * 60 + [1.0] * 10 + [0.0] * 30  # right wherever IL is, and on 10 more pairs
+
+    def cell(pairs, keep_pairs=True):
+        est = bootstrap(pairs)
+        return {"accuracy": est.value, "accuracy_ci": [est.lo, est.hi], "kind": "ranked",
+                "non_embedding_params": 1, **({"pair_correct": pairs} if keep_pairs else {})}
+
+    cells = [Cell("m", "imitation", "d"), Cell("m", "preference", "d")]
+    paired = pm_minus_il(cells, {cells[0].key: cell(il_pairs), cells[1].key: cell(pm_pairs)})[0]
+    want = paired_difference(pm_pairs, il_pairs)
+    assert paired["gain"] == pytest.approx(0.10) and paired["gain_ci"] == [want.lo, want.hi]
+    assert paired["gain_ci_method"] == "paired bootstrap" and paired["gain_ci"][0] > 0
+    old = pm_minus_il(cells, {cells[0].key: cell(il_pairs, False), cells[1].key: cell(pm_pairs, False)})[0]
+    assert old["gain_ci_method"].startswith("independent") and old["gain_ci"][0] < 0 < paired["gain_ci"][0]

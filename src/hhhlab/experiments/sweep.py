@@ -28,6 +28,7 @@ from hhhlab import distributed
 from hhhlab.errors import HHHLabError
 from hhhlab.experiments.datasets import PreparedDataset, parse_datasets, prepare_dataset
 from hhhlab.models.load import expand_model_list
+from hhhlab.stats import paired_difference
 from hhhlab.store import ResultsStore, atomic_write_json, read_json
 
 
@@ -129,7 +130,8 @@ def check_grid(cfg: SweepConfig) -> tuple[list[str], list[str]]:
 
 
 SUMMARY_KEYS = ("accuracy", "accuracy_ci", "n_eval", "group_accuracy", "group_accuracy_ci", "ece",
-                "non_embedding_params", "train_steps", "train_seconds", "pairs_per_s", "final_train_loss")
+                "non_embedding_params", "train_steps", "train_seconds", "pairs_per_s", "final_train_loss",
+                "pair_correct")
 
 
 def run_sweep(
@@ -207,12 +209,13 @@ def run_sweep(
 
 
 def pm_minus_il(cells: list[Cell], done: dict[str, dict]) -> list[dict]:
-    """PM − IL accuracy per (dataset, model), with a 95% CI from the two cells' CIs.
+    """PM − IL accuracy per (dataset, model), with a 95% CI.
 
-    The two cells are evaluated on the same pairs but the trainer reports only each cell's own
-    bootstrap interval, so the difference's interval treats them as independent (normal
-    approximation, half-widths added in quadrature): conservative, since paired outcomes are
-    positively correlated."""
+    Both cells are evaluated on the same pairs, so the CI is a paired bootstrap over the pairs'
+    correctness (``pair_correct``) when both cells carry it. Cells from older runs carry only
+    their own intervals; their difference's interval then treats them as independent (normal
+    approximation, half-widths in quadrature), which is wider, since paired outcomes are
+    positively correlated. ``gain_ci_method`` says which."""
     gains = []
     for c in cells:
         if c.objective != "preference":
@@ -220,9 +223,15 @@ def pm_minus_il(cells: list[Cell], done: dict[str, dict]) -> list[dict]:
         pm, il = done.get(c.key), done.get(Cell(c.model, "imitation", c.dataset).key)
         if not pm or not il or pm.get("accuracy") is None or il.get("accuracy") is None:
             continue
-        half = math.hypot(*((m["accuracy_ci"][1] - m["accuracy_ci"][0]) / 2 for m in (pm, il)))
         diff = pm["accuracy"] - il["accuracy"]
+        a, b = pm.get("pair_correct"), il.get("pair_correct")
+        if a and b and len(a) == len(b):
+            est = paired_difference(a, b)
+            ci, method = [est.lo, est.hi], "paired bootstrap"
+        else:
+            half = math.hypot(*((m["accuracy_ci"][1] - m["accuracy_ci"][0]) / 2 for m in (pm, il)))
+            ci, method = [diff - half, diff + half], "independent (normal approximation)"
         gains.append({"dataset": c.dataset, "model": c.model, "kind": pm["kind"],
                       "non_embedding_params": pm["non_embedding_params"], "gain": diff,
-                      "gain_ci": [diff - half, diff + half]})
+                      "gain_ci": ci, "gain_ci_method": method})
     return gains

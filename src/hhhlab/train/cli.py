@@ -93,7 +93,7 @@ def eval_command(
                    processes=distributed.world_size())
     run = ResultsStore().create_run("pm_eval", {"pm": str(path), "data": str(data), "dtype": dtype,
                                                 "batch_size": batch_size, "max_eval": max_eval})
-    run.finish({k: v for k, v in metrics.items() if k != "calibration_bins"})
+    run.finish({k: v for k, v in metrics.items() if k not in ("calibration_bins", "pair_correct")})
     if output:
         atomic_write_json(output, metrics)
     if json_out:

@@ -80,7 +80,9 @@ def evaluation_metrics(groups: Sequence[EncodedGroup], scores: Sequence[Sequence
     """The metrics `hhhlab pm train/eval` report: accuracy (+CI), group accuracy, calibration."""
     outcomes = pair_outcomes(groups, scores)
     acc = bootstrap([c for _, c, _ in outcomes])
-    out = {"accuracy": acc.value, "accuracy_ci": [acc.lo, acc.hi], "n_eval": acc.n, "n_eval_groups": len(groups)}
+    out = {"accuracy": acc.value, "accuracy_ci": [acc.lo, acc.hi], "n_eval": acc.n, "n_eval_groups": len(groups),
+           # per pair, in file order: two models scored on the same file can be compared paired
+           "pair_correct": [c for _, c, _ in outcomes]}
     grp = group_accuracy(groups, scores)
     if grp is not None:
         out.update(group_accuracy=grp.value, group_accuracy_ci=[grp.lo, grp.hi], n_eval_item_groups=grp.n)

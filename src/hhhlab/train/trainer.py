@@ -365,7 +365,7 @@ def train_and_evaluate(cfg: TrainConfig, *, accelerator=None) -> dict:
 
             run = ResultsStore().create_run("pm_train", cfg.model_dump(), name=f"{cfg.objective}:{cfg.model}",
                                             run_id=_run_id(cfg))
-            run.finish({k: v for k, v in metrics.items() if k not in ("calibration_bins", "loss_history")})
+            run.finish({k: v for k, v in metrics.items() if k not in ("calibration_bins", "loss_history", "pair_correct")})
     PartialState().wait_for_everyone()
     if not main:
         metrics = read_json(metrics_path)

@@ -12,6 +12,10 @@ from hhhlab.models.engine import Engine, GenerationConfig
 from hhhlab.models.load import load_model
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+SPECS = {
+    "llama": "tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2",
+    "gpt2": "tiny:gpt2,layers=2,hidden=64,heads=4",
+}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,11 +41,7 @@ PROMPTS = [
 )
 def lm(request):
     arch, device = request.param
-    spec = {
-        "llama": "tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2",
-        "gpt2": "tiny:gpt2,layers=2,hidden=64,heads=4",
-    }[arch]
-    return load_model(spec, device=device, dtype="float32")
+    return load_model(SPECS[arch], device=device, dtype="float32")
 
 
 @torch.no_grad()
@@ -159,11 +159,7 @@ def biased(spec: str, device: str = "cpu", bias: float = 6.0):
 )
 def biased_lm(request):
     arch, device = request.param
-    spec = {
-        "llama": "tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2",
-        "gpt2": "tiny:gpt2,layers=2,hidden=64,heads=4",
-    }[arch]
-    return biased(spec, device)
+    return biased(SPECS[arch], device)
 
 
 def engines(lm, batch_size: int = 7):

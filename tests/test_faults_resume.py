@@ -144,6 +144,23 @@ def assert_close(got, want, path: str = "", rel: float = 1e-4, abs_: float = 1e-
         assert got == want, f"{path}: {got!r} != {want!r}"
 
 
+def assert_same_report(got: dict, want: dict) -> None:
+    """Two `hhhlab eval` JSON reports: the same (model, condition, variant, eval) outcomes, item
+    counts, metrics and differences between conditions, within float tolerance."""
+    key = lambda r: (r["model"], r["condition"], r["variant"], r["eval"])
+    assert sorted(map(key, got["results"])) == sorted(map(key, want["results"]))
+    by_key = {key(r): r for r in got["results"]}
+    for r in want["results"]:
+        assert by_key[key(r)]["n_items"] == r["n_items"]
+        assert_close(by_key[key(r)]["metrics"], r["metrics"], str(key(r)))
+    assert_close(got["differences"], want["differences"], "differences")
+
+
+def pick_cells(cells: list[dict]) -> dict:
+    """Sweep cells keyed by (dataset, objective, model), only what must not depend on interruptions."""
+    return {(c["dataset"], c["objective"], c["model"]): {k: c.get(k) for k in CELL_RESULT_KEYS} for c in cells}
+
+
 def check_store(home: Path, ref_home: Path, kind: str, compare: tuple[str, ...] | None = None) -> None:
     """One run of ``kind`` holding exactly the reference run's item keys, with the same values
     (only the ``compare`` fields of each value, when given: timings differ)."""
@@ -220,14 +237,7 @@ def _run_eval_kill_test(eval_data, tmp_path, monkeypatch, kills: int, seed: int)
     print(f"kills {log}; final resume {time.monotonic() - t0:.1f}s")
     assert "resuming run" in text
 
-    want, got = json.loads(ref_out.read_text()), json.loads(out.read_text())
-    key = lambda r: (r["model"], r["condition"], r["variant"], r["eval"])
-    assert sorted(map(key, got["results"])) == sorted(map(key, want["results"]))
-    by_key = {key(r): r for r in got["results"]}
-    for r in want["results"]:
-        assert by_key[key(r)]["n_items"] == r["n_items"]
-        assert_close(by_key[key(r)]["metrics"], r["metrics"], str(key(r)))
-    assert_close(got["differences"], want["differences"], "differences")
+    assert_same_report(json.loads(out.read_text()), json.loads(ref_out.read_text()))
     check_store(home, ref_home, "eval")
     return log
 
@@ -311,10 +321,8 @@ def _run_sweep_kill_test(sweep_data, tmp_path, monkeypatch, kills: int, seed: in
 
     want = json.loads((ref_out / "sweep.json").read_text())
     got = json.loads((out / "sweep.json").read_text())
-    pick = lambda cells: {(c["dataset"], c["objective"], c["model"]): {k: c.get(k) for k in CELL_RESULT_KEYS}
-                          for c in cells}
     assert len(got["cells"]) == SWEEP_CELLS
-    assert_close(pick(got["cells"]), pick(want["cells"]), "cells", rel=1e-4, abs_=1e-5)
+    assert_close(pick_cells(got["cells"]), pick_cells(want["cells"]), "cells", rel=1e-4, abs_=1e-5)
     assert_close(got["gains"], want["gains"], "gains", rel=1e-4, abs_=1e-5)
     assert all(c["train_steps"] == SWEEP_STEPS for c in got["cells"])
     check_store(home, ref_home, "sweep_objectives", compare=CELL_RESULT_KEYS)

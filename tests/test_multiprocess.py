@@ -20,6 +20,7 @@ from launch import finish, launch
 from test_faults_resume import (
     EVAL_TOTAL,
     assert_close,
+    assert_same_report,
     check_store,
     eval_args,
     eval_data,
@@ -34,16 +35,6 @@ __all__ = ["eval_data", "sweep_data"]  # module-scoped fixtures shared with the 
 
 def run_eval_cli(args: list[str], home: Path, processes: int):
     return launch("hhhlab", args, processes, env={"HHHLAB_HOME": str(home)})
-
-
-def assert_same_report(got: dict, want: dict) -> None:
-    key = lambda r: (r["model"], r["condition"], r["variant"], r["eval"])
-    assert sorted(map(key, got["results"])) == sorted(map(key, want["results"]))
-    by_key = {key(r): r for r in got["results"]}
-    for r in want["results"]:
-        assert by_key[key(r)]["n_items"] == r["n_items"]
-        assert_close(by_key[key(r)]["metrics"], r["metrics"], str(key(r)))
-    assert_close(got["differences"], want["differences"], "differences")
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +122,7 @@ def test_pm_eval_with_two_processes_matches_one(tmp_path):
 # -- sweep: every process trains each cell together; the main process keeps the books ------------
 @pytest.mark.slow  # three launches with real (tiny) training: ~2-4 min on the 2-core machine
 def test_sweep_killed_under_two_processes_resumes_under_one(sweep_data, tmp_path):
-    from test_faults_resume import (
-        CELL_RESULT_KEYS,
-        SWEEP_CELLS,
-        SWEEP_STEPS,
-        checkpoints,
-        sweep_args,
-    )
+    from test_faults_resume import SWEEP_CELLS, SWEEP_STEPS, checkpoints, pick_cells, sweep_args
 
     ref_out, out = tmp_path / "ref", tmp_path / "sweep"
     ref_home, home = tmp_path / "ref_home", tmp_path / "home"
@@ -157,9 +142,7 @@ def test_sweep_killed_under_two_processes_resumes_under_one(sweep_data, tmp_path
     finish(launch("hhhlab", sweep_args(sweep_data, out), 1, env={"HHHLAB_HOME": str(home)}))
     want = json.loads((ref_out / "sweep.json").read_text())
     got = json.loads((out / "sweep.json").read_text())
-    pick = lambda cells: {(c["dataset"], c["objective"], c["model"]): {k: c.get(k) for k in CELL_RESULT_KEYS}
-                          for c in cells}
     assert all(c["train_steps"] == SWEEP_STEPS for c in got["cells"])
     # data-parallel training reassociates float sums (tests/test_train_distributed.py): 1e-3
-    assert_close(pick(got["cells"]), pick(want["cells"]), "cells", rel=1e-3, abs_=1e-3)
+    assert_close(pick_cells(got["cells"]), pick_cells(want["cells"]), "cells", rel=1e-3, abs_=1e-3)
     check_store(home, ref_home, "sweep_objectives", compare=("accuracy", "n_eval", "train_steps", "kind"))

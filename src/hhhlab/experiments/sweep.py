@@ -157,23 +157,21 @@ def run_sweep(
     # which cells are done, writes results and reports. The others wait for it at each step, so
     # a sweep killed under N processes resumes under M.
     main = distributed.is_main()
+    data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
+    datasets: dict[str, PreparedDataset] | None = None
+    done: dict[str, dict] | None = None
     if main:
         run = store.create_run("sweep_objectives", cfg.model_dump(), name=out.name, run_id=run_id)
-    data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
-
-    def prepare() -> dict[str, PreparedDataset]:
-        return {
+        datasets = {
             name: prepare_dataset(name, path, data_dir=data_dir, cache=out / "data", train_size=cfg.train_size,
                                   eval_size=cfg.eval_size, seed=cfg.seed)
             for name, path in parse_datasets(cfg.datasets)
         }
-
-    datasets = prepare() if main else {}
-    distributed.barrier()
+        done = run.items()
+    # The other processes take the main process's data files and finished cells as they are.
+    datasets, done = distributed.broadcast((datasets, done))
     if not main:
         run = store.create_run("sweep_objectives", cfg.model_dump(), name=out.name, run_id=run_id)
-        datasets = prepare()  # reads the main process's cached files
-    done = distributed.broadcast(run.items() if main else None)
     cells = [Cell(m, o, d) for d in datasets for o in objectives for m in models]
     for cell in cells:
         if cell.key in done:

@@ -312,6 +312,22 @@ def test_an_eval_that_fails_midway_keeps_its_items_and_resumes_without_redoing_t
         assert out.metrics[k].value == pytest.approx(est.value)
 
 
+def test_the_runner_stores_one_transaction_per_batch_not_per_item(tiny_llama, data_dir, monkeypatch):
+    """Items go to the store with `Run.put_items`, one call per engine chunk (plus none extra);
+    `put_item` (one fsync per item) is not used."""
+    from hhhlab.store import ResultsStore, Run
+
+    run = ResultsStore().create_run("eval", {"x": 1})
+    calls: list[int] = []
+    real = Run.put_items
+    monkeypatch.setattr(Run, "put_item", lambda *a, **k: pytest.fail("one transaction per item"))
+    monkeypatch.setattr(Run, "put_items", lambda self, items: calls.append(len(items)) or real(self, items))
+    ev = get_eval("hhh_alignment")
+    ev.chunk_items = 4  # six items: a chunk of 4, then one of 2
+    run_eval(ev, _ctx(tiny_llama, data_dir, run=run), model="tiny")
+    assert calls == [4, 2] and len(run.items()) == 6
+
+
 # -- suite report ------------------------------------------------------------------------------
 def test_paired_differences_use_the_same_items():
     def outcome(cond, vals):

@@ -1,9 +1,10 @@
 """Run evals: one eval under one condition (``run_eval``), or a whole suite over a model ladder,
 conditions and format variants (``run_suite``), with item-level results in the results store.
 
-Resume: every finished item is stored in the run under ``model|condition|variant|eval|item``;
-``run_eval`` skips the keys the run already holds, so ``--resume`` redoes nothing and stores no
-item twice, and an eval that crashes mid-way keeps every item it finished.
+Resume: every finished item is stored in the run under ``model|condition|variant|eval|item``,
+one store transaction per batch of items (an engine call's worth); ``run_eval`` skips the keys
+the run already holds, so ``--resume`` redoes nothing and stores no item twice, an eval that
+raises mid-way keeps every item it finished, and a kill loses at most the batch in flight.
 """
 
 from __future__ import annotations
@@ -73,12 +74,28 @@ def run_eval(ev: Eval, ctx: EvalContext, *, model: str,
     if progress:
         progress(n_resumed, len(items))
     ours: dict[str, dict] = {}
-    for item, result in ev.run_items(mine, ctx):
-        ours[item.id] = result
-        if ctx.run is not None:
-            ctx.run.put_item(key(item.id), result)
-        if progress:  # the main process's share stands for all: each of its items ~ world items
-            progress(min(world, len(todo) - world * (len(ours) - 1)), len(items))
+    # Finished items go to the store one transaction per batch (`Run.put_items`: one fsync per
+    # batch, not per item). A batch is one engine call's worth of items (``chunk_items``), which
+    # ``run_items`` yields together, so a kill loses at most the batch being scored; an
+    # exception out of the eval still stores every item finished before it (``finally``).
+    pending: dict[str, dict] = {}
+    batch = max(1, ev.chunk_items)
+
+    def flush() -> None:
+        if ctx.run is not None and pending:
+            ctx.run.put_items(pending)
+        pending.clear()
+
+    try:
+        for item, result in ev.run_items(mine, ctx):
+            ours[item.id] = result
+            pending[key(item.id)] = result
+            if len(pending) >= batch:
+                flush()
+            if progress:  # the main process's share stands for all: each of its items ~ world items
+                progress(min(world, len(todo) - world * (len(ours) - 1)), len(items))
+    finally:
+        flush()
     for part in distributed.gather(ours):
         done.update(part)
     missing = [it.id for it in items if it.id not in done]

@@ -70,3 +70,79 @@ def mean_logprob_scores(token_logprobs: torch.Tensor, owner: torch.Tensor, n_res
     total.index_add_(0, owner, token_logprobs)
     count.index_add_(0, owner, torch.ones_like(token_logprobs))
     return total / count.clamp(min=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Context distillation (§3, App. B.5): a (k+1)-way KL against a cached top-k teacher.
+
+
+def _fp32_or_wider(x: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 -> float32 (the KL needs the precision); float64 stays (tests)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 - exp(x))`` for ``x < 0``, stable at both ends (Mächler 2012): ``log(-expm1(x))``
+    near 0 (where ``1 - exp(x)`` would cancel) and ``log1p(-exp(x))`` below ``-ln 2``."""
+    return torch.where(x > -0.6931471805599453, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def teacher_bucket_logprobs(topk_logprobs: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """The teacher's k+1 bucket log-probs ``[n, k+1]`` from its top-k log-probs ``[n, k]``.
+
+    ``tail = log(1 - Σ_topk p) = log1mexp(logsumexp(topk_logprobs))``. Stored log-probs (float16
+    storage, or k = V) can sum to a hair over 1: the top-k are then renormalised and the tail is
+    exactly 0 (log-prob ``-inf``), never NaN. With ``k == vocab_size`` there is no tail bucket:
+    the result is ``[n, k]``, the full distribution."""
+    top = _fp32_or_wider(topk_logprobs)
+    mass = torch.logsumexp(top, dim=-1, keepdim=True)  # [n, 1] log Σ_topk p
+    top = top - mass.clamp(min=0)  # renormalise only where the mass exceeds 1
+    if top.shape[-1] == vocab_size:
+        return top
+    has_tail = mass < 0
+    tail = torch.where(has_tail, log1mexp(torch.where(has_tail, mass, -1.0)), float("-inf"))
+    return torch.cat([top, tail], dim=-1)
+
+
+def student_bucket_logprobs(student_logits: torch.Tensor, topk_ids: torch.Tensor) -> torch.Tensor:
+    """The student's log-probs ``[n, k+1]`` of the teacher's top-k tokens and of everything else.
+
+    ``student_logits: [n, V]``, ``topk_ids: [n, k]`` (the teacher's tokens). The tail is the
+    logsumexp of the student's logits *outside* the teacher's top-k minus the log-partition —
+    computed directly, not as ``1 - Σ p`` (which cancels when the student is confident) nor as a
+    difference of raw logits (trlx's bug). ``k == V``: no tail, ``[n, V]``."""
+    logits = _fp32_or_wider(student_logits)
+    log_z = torch.logsumexp(logits, dim=-1, keepdim=True)  # [n, 1]
+    top = logits.gather(-1, topk_ids.long()) - log_z  # [n, k]
+    if topk_ids.shape[-1] == logits.shape[-1]:
+        return top
+    outside = logits.scatter(-1, topk_ids.long(), float("-inf"))  # [n, V], top-k masked out
+    tail = torch.logsumexp(outside, dim=-1, keepdim=True) - log_z  # [n, 1]
+    return torch.cat([top, tail], dim=-1)
+
+
+def topk_kl(
+    student_logits: torch.Tensor, topk_logprobs: torch.Tensor, topk_ids: torch.Tensor
+) -> torch.Tensor:
+    """Per-position ``KL(p_teacher ‖ p_student)`` over the k+1 buckets, ``[n]``.
+
+    ``KL = Σ_{b ∈ topk ∪ {tail}} p_t(b) (log p_t(b) - log p_s(b))`` with ``p_t(tail) = 1 - Σ_topk p_t``
+    and ``p_s(tail)`` the student's mass outside the teacher's top-k (the paper's 51-way
+    categorical for k = 50). A bucket with ``p_t = 0`` contributes exactly 0 (and 0 gradient).
+    ``student_logits: [n, V]``, ``topk_logprobs, topk_ids: [n, k]`` from the teacher cache."""
+    t = teacher_bucket_logprobs(topk_logprobs, student_logits.shape[-1])  # [n, k+1]
+    s = student_bucket_logprobs(student_logits, topk_ids)  # [n, k+1]
+    t = t.to(s.dtype)
+    present = torch.isfinite(t)
+    p = torch.where(present, t.exp(), 0.0)
+    return (p * (torch.where(present, t, 0.0) - s)).sum(-1)
+
+
+def distillation_loss(
+    student_logits: torch.Tensor, topk_logprobs: torch.Tensor, topk_ids: torch.Tensor
+) -> torch.Tensor:
+    """``L_CD = mean_positions KL_{k+1}(p0(x_t | C, x_<t) ‖ pθ(x_t | x_<t))`` (eq. 2.1 with App.
+    B.5's top-k teacher), over every position given ``[n, ·]`` (the caller picks them)."""
+    if student_logits.shape[0] == 0:
+        raise ValueError("distillation loss needs at least one position")
+    return topk_kl(student_logits, topk_logprobs, topk_ids).mean()

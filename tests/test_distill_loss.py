@@ -65,7 +65,7 @@ def test_kl_equals_bucketed_kl_computed_by_hand():
 
 
 def test_teacher_mass_entirely_in_topk_gives_zero_tail_without_nan():
-    v, k = 20, 3
+    v = 20
     top = torch.log(torch.tensor([[0.5, 0.3, 0.2], [1.0, 0.0, 0.0]]))  # second row: one-hot
     top[1, 1:] = -1e4
     ids = torch.tensor([[0, 1, 2], [5, 6, 7]])

@@ -270,7 +270,7 @@ def test_hellaswag_text_and_jsonl(tmp_path):
     txt.write_bytes(bz2.compress((block + block.replace("\n2\n", "\nx\n") + "Only: two\n1\n").encode()))
     report, groups, rejects = run("hellaswag", txt, tmp_path)
     (g,) = groups
-    assert g.context == "Baking: A man mixes flour. he" and g.scores == [0, 0, 1, 0]
+    assert g.context == "Baking: A man mixes flour. He" and g.scores  # ctx_b capital restored == [0, 0, 1, 0]
     assert g.responses[2] == " kneads the dough."
     assert [r["reason"] for r in rejects] == ["label must be an ending index, got 'x'",
                                              "incomplete item at end of file (2 of 6 lines)"]
@@ -375,7 +375,7 @@ def test_hellaswag_label_of_infinity_is_a_reject_not_a_traceback():
     """Found by the fuzzer: int(float('inf')) raises OverflowError, which must become a DataError."""
     import pytest
 
-    from hhhlab.data.builders.hellaswag import _gold
+    from hhhlab.data.sources.hellaswag import _gold
     from hhhlab.errors import DataError
 
     with pytest.raises(DataError, match="ending index"):

@@ -272,7 +272,7 @@ def test_malformed_rows_name_file_and_line(tiny_llama, tmp_path):
         get_eval("lambada").load(_ctx(tiny_llama, root))
     hs = root / "hellaswag/hellaswag_val_full.txt.bz2"
     hs.write_bytes(bz2.compress(b"ctx\n7\na\nb\nc\nd\n"))
-    with pytest.raises(DataError, match=r"line 2: gold index '7'"):
+    with pytest.raises(DataError, match=r"hellaswag_val_full.txt.bz2:1: gold index '7'"):
         get_eval("hellaswag").load(_ctx(tiny_llama, root))
 
 

@@ -7,17 +7,19 @@ Plain: ``"<activity>: <context>"`` then ``" " + ending``. Prompted and distilled
 paper has no HellaSwag zero-shot eval): the same story wrapper as LAMBADA, so the ending is the
 continuation of a draft the assistant is writing.
 
-Sources: ``hellaswag/hellaswag_val_full.txt.bz2`` (6 lines per item: context, gold index, four
-endings; already preprocessed like lm-eval), else the hub (``Rowan/hellaswag``, validation,
-with lm-eval's preprocessing).
+Sources: ``hellaswag/hellaswag_val_full.txt.bz2`` (llama.cpp's text format, 6 lines per item:
+context, gold index, four endings), else the hub (``Rowan/hellaswag``, validation). Both are read
+by `hhhlab.data.sources.hellaswag`, which the dataset builder shares, and both give lm-eval's
+query ``preprocess(activity_label + ": " + ctx_a + " " + ctx_b.capitalize())``: the hub rows from
+the fields, the text file by restoring ``ctx_b``'s capital (the text format wrote ``ctx_b``
+uncapitalised; see that module).
 """
 
 from __future__ import annotations
 
-import bz2
-import re
 from pathlib import Path
 
+from hhhlab.data.sources.hellaswag import fields_record, iter_text
 from hhhlab.errors import DataError
 from hhhlab.evals.base import EvalContext, Item, MultipleChoiceEval, argmax, register
 from hhhlab.evals.sources import find_local, load_hub, missing
@@ -27,33 +29,19 @@ REL_PLAIN = "hellaswag/hellaswag_val_full.txt"
 HUB = ("Rowan/hellaswag", None, "validation")
 
 
-def preprocess(text: str) -> str:
-    """lm-evaluation-harness's HellaSwag cleaning of WikiHow markup."""
-    text = text.strip().replace(" [title]", ". ")
-    text = re.sub(r"\[.*?\]", "", text)
-    return text.replace("  ", " ")
-
-
 def read_text_format(path: Path) -> list[dict]:
-    opener = bz2.open if path.suffix == ".bz2" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            lines = fh.read().split("\n")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-    while lines and lines[-1] == "":
-        lines.pop()
-    if len(lines) % 6:
-        raise DataError(f"{path}: {len(lines)} lines is not a multiple of 6 (context, gold, 4 endings per item)")
-    out = []
-    for k in range(0, len(lines), 6):
-        ctx, gold, *endings = lines[k : k + 6]
-        if not gold.strip().isdigit() or not 0 <= int(gold) < 4:
-            raise DataError(f"{path}, line {k + 2}: gold index {gold!r} is not 0-3")
-        if not ctx.strip() or any(not e.strip() for e in endings):
-            raise DataError(f"{path}, line {k + 1}: empty context or ending in item {k // 6}")
-        out.append({"query": ctx, "endings": endings, "label": int(gold)})
-    return out
+    """Every item of a text-format file as ``{query, endings, label}``; the first malformed item
+    (or one without a gold label) is a DataError naming the file and line."""
+    rows = []
+    for where, _, rec in iter_text(path):
+        if isinstance(rec, DataError):
+            raise DataError(f"{where}: {rec}")
+        if rec["label"] is None:
+            raise DataError(f"{where}: no gold label")
+        rows.append(rec)
+    if not rows:
+        raise DataError(f"{path}: no items")
+    return rows
 
 
 @register("hellaswag")
@@ -69,8 +57,7 @@ class HellaSwag(MultipleChoiceEval):
             if ds is None:
                 raise missing("hellaswag", ctx.data_dir, [REL], HUB[0], err,
                               "copy hellaswag_val_full.txt.bz2 (llama.cpp's HellaSwag text format) into DIR/hellaswag/")
-            rows = [{"query": preprocess(r["activity_label"] + ": " + r["ctx_a"] + " " + r["ctx_b"].capitalize()),
-                     "endings": [preprocess(e) for e in r["endings"]], "label": int(r["label"])} for r in ds]
+            rows = [fields_record(dict(r)) for r in ds]
         return [Item(f"h{i}", {"query": r["query"], "choices": r["endings"],
                                "labels": [int(j == r["label"]) for j in range(len(r["endings"]))]})
                 for i, r in enumerate(rows)]

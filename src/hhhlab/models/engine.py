@@ -431,6 +431,81 @@ class Engine:
             )
             start += n
 
+    # -- top-k next-token distributions (the context-distillation teacher) ----------------------
+    @torch.inference_mode()
+    def topk_logprobs(
+        self, prefix: Sequence[int], sequences: Sequence[Sequence[int]], k: int
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The model's top-k next-token log-probs and ids at every position of each sequence,
+        all conditioned on one shared ``prefix`` (token ids; the HHH prompt + "Human:").
+
+        For a sequence ``s`` of T tokens, row t of ``(logprobs [T, k] float32, ids [T, k]
+        int64)`` is ``p(· | prefix, s[:t])``: row 0 is predicted by the prefix alone, row t
+        scores ``s[t]``. With a block runner and ``prefix_reuse``, ``prefix[:-1]`` is encoded
+        **once** per engine (kept for later calls with the same prefix; ``prefix_encodings``
+        counts the encodings) and every batch runs only ``[prefix[-1], s[0], ..., s[T-2]]``
+        against that K/V; ``prefix_reuse=False`` (or a model without a runner) re-encodes the
+        prefix with every sequence, the way a per-sample teacher does. Sequences are batched
+        longest first, ``batch_size`` at a time; results come back in input order.
+        """
+        vocab = self.runner.lm_head.out_features if self.runner is not None else None
+        vocab = vocab or self.model.get_output_embeddings().weight.shape[0]
+        errors = []
+        if not prefix:
+            errors.append("the prefix has no tokens (use the BOS token)")
+        if not 1 <= k <= vocab:
+            errors.append(f"k = {k} must lie in 1..{vocab} (the vocabulary)")
+        for i, seq in enumerate(sequences):
+            if not seq:
+                errors.append(f"sequence {i}: no tokens")
+            elif len(prefix) + len(seq) > self.max_length:
+                errors.append(
+                    f"sequence {i}: {len(prefix)} prefix + {len(seq)} tokens exceed the window of "
+                    f"{self.max_length}"
+                )
+        _raise_collected(errors, len(sequences), "top-k requests are")
+        prefix, p = list(prefix), len(prefix)
+        reuse = self.runner is not None and self.prefix_reuse and p > 1
+        kv = self._topk_prefix_kv(prefix[:-1]) if reuse else None
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+        out: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(sequences)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            if reuse:  # run [prefix[-1], s[:-1]] at positions p-1 .. against the prefix K/V
+                rows = [[prefix[-1], *sequences[i][:-1]] for i in batch]
+                first = p - 1
+            else:  # the whole prefix again with every sequence
+                rows = [[*prefix, *sequences[i][:-1]] for i in batch]
+                first = 0
+            width = max(len(r) for r in rows)
+            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+            positions = (first + torch.arange(width, device=self.device))[None].expand(len(rows), -1)
+            if self.runner is not None:
+                hidden, _ = self.runner.forward(ids, positions, prefix=kv)
+            else:  # generic path: a plain forward (right padding is harmless under causal attention)
+                hidden = None
+                logits_all = self.model(input_ids=ids).logits
+            for row, i in enumerate(batch):
+                lo = 0 if reuse else p - 1
+                span = slice(lo, lo + len(sequences[i]))  # the positions predicting s[0..T-1]
+                if hidden is not None:
+                    logits = self.runner.lm_head(hidden[row, span]).float()  # [T, V]
+                else:
+                    logits = logits_all[row, span].float()
+                top, top_ids = F.log_softmax(logits, dim=-1).topk(k, dim=-1)
+                out[i] = (top.cpu(), top_ids.cpu())
+        return out  # type: ignore[return-value]
+
+    def _topk_prefix_kv(self, tokens: list[int]) -> PrefixKV:
+        """The shared prefix's K/V, encoded once and kept for the next call with the same tokens."""
+        held = getattr(self, "_held_prefix", None)
+        if held is None or held.tokens != tokens:
+            held = self.runner.encode_prefix(tokens, self.device)
+            self._held_prefix = held
+            self.prefix_encodings = getattr(self, "prefix_encodings", 0) + 1
+        return held
+
     # -- generation ----------------------------------------------------------------------------
     @torch.inference_mode()
     def generate(

@@ -16,12 +16,14 @@ N_BOOT = 2000
 
 @dataclass(frozen=True)
 class Estimate:
-    """A metric with its sample size and a 95% bootstrap confidence interval."""
+    """A metric with its sample size and a 95% confidence interval, and how the interval was
+    made (``method``): the one estimate record of the result schema (`hhhlab.results`)."""
 
     value: float
     lo: float
     hi: float
     n: int
+    method: str = "bootstrap-percentile"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -9,7 +9,9 @@ or a non-root user), and with a small cap, so a failure cannot take the machine 
 from __future__ import annotations
 
 import os
-import sys
+import secrets
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -20,6 +22,88 @@ from hhhlab.sandbox import SandboxConfig, run_many, run_python
 
 def _layers() -> tuple[str, ...]:
     return sandbox.isolation().layers()
+
+
+def namespaces_work() -> bool:
+    """Independently of hhhlab: can this process create net + pid + mount namespaces?"""
+    if shutil.which("unshare") is None:
+        return False
+    cmd = ["unshare", "--net", "--pid", "--mount", "--fork"]
+    if os.geteuid() != 0:
+        cmd.append("--map-root-user")
+    try:
+        return subprocess.run([*cmd, "true"], check=False, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    """Probe again in this test (the state it sets up), and forget that probe afterwards."""
+    monkeypatch.setattr(sandbox, "_report", None)
+    yield
+    sandbox._report = None
+
+
+LAYOUTS = {
+    "bare home": [],
+    "model cache": [".cache/hhhlab"],
+    "results store": [".local/share/hhhlab"],
+    "both": [".cache/hhhlab", ".local/share/hhhlab"],
+    "explicit dirs inside home": ["custom/cache", "custom/data"],
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("cwd_in_home", [False, True])
+def test_the_strongest_mode_is_chosen_where_namespaces_work(
+    tmp_path, monkeypatch, fresh_probe, layout, cwd_in_home
+):
+    """Whatever user dirs exist (nested in each other or not) when the sandbox is first touched,
+    a machine that allows namespaces gets them: a silent fallback fails here."""
+    if not namespaces_work():
+        pytest.skip("this machine cannot create net/pid/mount namespaces")
+    home = tmp_path / "home"
+    for rel in LAYOUTS[layout]:
+        (home / rel).mkdir(parents=True)
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("HHHLAB_HOME", "HHHLAB_CACHE", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    if layout == "explicit dirs inside home":
+        monkeypatch.setenv("HHHLAB_CACHE", str(home / "custom" / "cache"))
+        monkeypatch.setenv("HHHLAB_HOME", str(home / "custom" / "data"))
+    if cwd_in_home:
+        monkeypatch.chdir(home)
+    report = sandbox.isolation_report()
+    assert set(sandbox.NAMESPACE_LAYERS) <= set(report.layers()), report.explain()
+    if os.geteuid() == 0:
+        assert "uid" in report.layers(), report.explain()
+    assert report.probes[0].ok, report.explain()  # the very first (strongest) mode held
+    assert sandbox.require("strict") is report
+    r = run_python("print('ok')\n")
+    assert r.passed and r.isolation == report.layers(), r
+
+
+def test_a_user_dir_that_vanishes_or_appears_later_does_not_break_the_run(
+    tmp_path, monkeypatch, fresh_probe
+):
+    """The mount script is made per run: a dir created after the probe is hidden, one that
+    vanished between making the script and running it is skipped, never a failed run."""
+    if not namespaces_work():
+        pytest.skip("this machine cannot create net/pid/mount namespaces")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("HHHLAB_CACHE", raising=False)
+    assert "mountns" in sandbox.isolation_report().layers()
+    (home / ".cache" / "hhhlab").mkdir(parents=True)  # appears after the probe
+    assert run_python("print('ok')\n").passed
+    gone = tmp_path / f"gone-{secrets.token_hex(4)}"
+    real = sandbox._user_dirs
+    monkeypatch.setattr(sandbox, "_user_dirs", lambda: [*real(), str(gone)])  # listed, then gone
+    r = run_python("print('ok')\n")
+    assert r.passed, r
 
 
 def _nproc_enforced() -> bool:
@@ -153,14 +237,19 @@ def test_network_connection_is_stopped(audit):
 
 @pytest.mark.parametrize("audit", [True, False])
 def test_write_outside_the_work_dir_is_stopped(tmp_path, audit):
-    if not audit and "uid" not in _layers():
-        pytest.skip("same uid as the user: only the audit hook fences writes")
+    if not audit and "mountns" not in _layers():
+        pytest.skip("no mount namespace: a world-writable directory stays writable without it")
     tmp_path.chmod(0o777)  # even a world-writable directory of the user's stays out of reach
     target = tmp_path / "pwned.txt"
-    for path in (target, "/tmp/hhhlab-sandbox-escape.txt"):
-        r = run_python(f"open({str(path)!r}, 'w').write('x')\n", audit=audit)
-        assert not r.passed and r.status == ("blocked" if audit else "failed")
-    assert not target.exists() and not os.path.exists("/tmp/hhhlab-sandbox-escape.txt")
+    escape = f"/tmp/hhhlab-sandbox-escape-{secrets.token_hex(8)}.txt"  # unique: no stale file
+    try:
+        for path in (target, escape):
+            r = run_python(f"open({str(path)!r}, 'w').write('x')\n", audit=audit)
+            assert not r.passed and r.status == ("blocked" if audit else "failed")
+        assert not target.exists() and not os.path.exists(escape)
+    finally:
+        if os.path.exists(escape):
+            os.unlink(escape)
 
 
 @pytest.mark.parametrize("audit", [True, False])
@@ -234,22 +323,31 @@ def test_results_serialise():
     assert d["status"] == "passed" and isinstance(d["isolation"], list)
 
 
-@pytest.mark.parametrize("unshare", [False])
-def test_fallback_without_namespaces_still_fences(monkeypatch, unshare):
-    """Where `unshare` is unavailable, a fresh uid (as root) plus the audit hook still hold."""
+def test_fallback_without_namespaces_still_fences(monkeypatch):
+    """Where `unshare` is unavailable, a fresh uid (as root) plus the audit hook still hold,
+    under an explicit best-effort policy (strict refuses: tests/test_sandbox_policy.py)."""
     if os.geteuid() != 0:
         pytest.skip("the uid fallback needs root")
-    mode = sandbox._Mode(sys.executable, unshare=unshare, drop_uid=True)
-    if not sandbox._probe(mode):
-        mode = sandbox._Mode("/usr/bin/python3", unshare=unshare, drop_uid=True)
-        if not sandbox._probe(mode):
-            pytest.skip("no interpreter reachable by a fresh uid")
-    monkeypatch.setattr(sandbox, "_mode", mode)
-    assert run_python("print('hi')\n").passed
-    assert run_python("open('/tmp/hhhlab-fallback.txt', 'w')\n").status == "blocked"
-    r = run_python(
-        "import os\nwhile True:\n    os.fork()\n", timeout_s=3, max_processes=8, audit=False
-    )
-    assert not r.passed
-    assert run_python("while True:\n    pass\n", timeout_s=1).status == "timeout"
-    assert not os.path.exists("/tmp/hhhlab-fallback.txt")
+    for python in sandbox._interpreters():
+        mode = sandbox._Mode(python, unshare=False, drop_uid=True)
+        if sandbox._probe(mode).ok:
+            break
+    else:
+        pytest.skip("no interpreter reachable by a fresh uid")
+    monkeypatch.setattr(sandbox, "_report", sandbox.IsolationReport(mode, ()))
+    assert run_python("print('hi')\n").status == "error"  # strict (the default) refuses
+    monkeypatch.setenv(sandbox.POLICY_ENV, "best-effort")
+    r = run_python("print('hi')\n")
+    assert r.passed and "netns" not in r.isolation and "uid" in r.isolation
+    target = f"/tmp/hhhlab-fallback-{secrets.token_hex(8)}.txt"
+    try:
+        assert run_python(f"open({target!r}, 'w')\n").status == "blocked"
+        r = run_python(
+            "import os\nwhile True:\n    os.fork()\n", timeout_s=3, max_processes=8, audit=False
+        )
+        assert not r.passed
+        assert run_python("while True:\n    pass\n", timeout_s=1).status == "timeout"
+        assert not os.path.exists(target)
+    finally:
+        if os.path.exists(target):
+            os.unlink(target)

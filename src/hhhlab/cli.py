@@ -92,6 +92,9 @@ def _register_subcommands() -> None:
     app.add_typer(data_app, name="data", help="Build, split and inspect preference data.")
     app.add_typer(pm_app, name="pm", help="Train and evaluate preference models and imitation baselines.")
     app.add_typer(sweep_app, name="sweep", help="Sweeps across model sizes, objectives and datasets.")
+    from hhhlab.sandbox_cli import app as sandbox_app
+
+    app.add_typer(sandbox_app, name="sandbox", help="Check the code sandbox's isolation layers on this machine.")
     register_eval(app)
 
 

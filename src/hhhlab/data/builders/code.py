@@ -24,6 +24,9 @@ network, wall/CPU/memory limits, throw-away directory); it is correct only if th
 ``passed`` — a failed assert, an exception, a timeout, the memory limit or a blocked operation
 all count as incorrect, and the status is kept in ``metadata.statuses``. A line printed after the
 tests is the sandbox's success marker, so a program that calls ``exit(0)`` early does not pass.
+The sandbox runs under the strict policy (net/pid/mount namespaces, or the build refuses before
+writing anything); ``HHHLAB_SANDBOX=best-effort`` (``BuildOptions.extra["sandbox"]``) opts out. The
+layers are printed and kept in each group's ``metadata.isolation``.
 
 A group (kind ``binary``: score 1 = passes, 0 = fails) needs at least one passing and one failing
 program; other problems are skipped with the reason ("every program passes": add samples;
@@ -130,10 +133,14 @@ def load_samples(path: Path | None) -> dict[str, list[str]]:
 
 
 def check_options(options: BuildOptions) -> None:
-    """A bad samples file or limit fails before any program runs."""
+    """A bad samples file or limit, or a sandbox the policy refuses, fails before any program
+    runs; the sandbox's isolation layers are printed."""
+    from hhhlab.sandbox import announce
+
     if options.code_timeout_s <= 0 or options.code_memory_mb <= 0:
         raise DataError("--timeout-s and the memory limit must be positive")
     load_samples(options.code_samples)
+    announce("code builder", options.extra.get("sandbox"))
 
 
 def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
@@ -166,7 +173,7 @@ class _Problem(Skip):
 
 
 def _run_batch(batch: list[tuple[str, dict]], samples: dict[str, list[str]], options: BuildOptions) -> Iterator[Item]:
-    from hhhlab.sandbox import SandboxConfig, run_many
+    from hhhlab.sandbox import SandboxConfig, resolve_policy, run_many
 
     jobs: list[tuple[int, str, str]] = []  # (problem index, origin, program)
     for i, (_, p) in enumerate(batch):
@@ -174,7 +181,8 @@ def _run_batch(batch: list[tuple[str, dict]], samples: dict[str, list[str]], opt
             continue
         programs = p["programs"] + [("sample", p["prompt"] + c) for c in samples.get(p["task_id"], [])]
         jobs.extend((i, origin, code) for origin, code in programs)
-    config = SandboxConfig(timeout_s=options.code_timeout_s, memory_mb=options.code_memory_mb, success_marker=MARKER)
+    config = SandboxConfig(timeout_s=options.code_timeout_s, memory_mb=options.code_memory_mb, success_marker=MARKER,
+                           policy=options.extra.get("sandbox"))
     results = run_many([f"{code}\n\n{batch[i][1]['tests']}\nprint({MARKER!r})\n" for i, _, code in jobs],
                        config=config)
     by_problem: dict[int, list[tuple[str, str, object]]] = {}
@@ -203,4 +211,5 @@ def _run_batch(batch: list[tuple[str, dict]], samples: dict[str, list[str]], opt
             scores=[1 if ok else 0 for ok in passed], kind="binary", source="code",
             metadata={"dataset": p["dataset"], "task_id": p["task_id"], "origins": [o for o, _, _ in runs],
                       "statuses": [r.status for _, _, r in runs],
+                      "isolation": list(runs[0][2].isolation), "sandbox_policy": resolve_policy(config.policy),
                       "split_key": f"code:{p['dataset']}:{p['task_id']}"})

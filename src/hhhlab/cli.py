@@ -87,6 +87,7 @@ def _register_subcommands() -> None:
     from hhhlab.data.cli import app as data_app
     from hhhlab.evals.cli import register as register_eval
     from hhhlab.experiments.cli import app as sweep_app
+    from hhhlab.feedback.cli import register as register_feedback
     from hhhlab.train.cli import app as pm_app
 
     app.add_typer(data_app, name="data", help="Build, split and inspect preference data.")
@@ -96,6 +97,7 @@ def _register_subcommands() -> None:
 
     app.add_typer(sandbox_app, name="sandbox", help="Check the code sandbox's isolation layers on this machine.")
     register_eval(app)
+    register_feedback(app)  # serve, elo
 
 
 _register_subcommands()

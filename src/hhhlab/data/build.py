@@ -299,7 +299,8 @@ def build(source: str, input_path: Path, output: Path, options: BuildOptions | N
     if str(input_path).startswith("hf:") and not getattr(module, "HUB_INPUT", False):
         raise DataError(f"{source} reads its dump files; hf: input works for hh-rlhf, reddit, summarize, "
                         "hellaswag, truthfulqa and code")
-    files = input_files(input_path, module.PATTERNS)
+    # A builder reading something other than files (a database URL) names its own inputs.
+    files = module.input_files(input_path) if hasattr(module, "input_files") else input_files(input_path, module.PATTERNS)
     for f in files:
         if isinstance(f, HubInput):
             f.load()  # an unreachable or misnamed dataset is an error before any output is written

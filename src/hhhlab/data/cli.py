@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from hhhlab.data.builders import SOURCES
+from hhhlab.errors import DataError
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
@@ -16,7 +17,10 @@ console = Console(stderr=True)
 @app.command("build")
 def build_cmd(
     source: str = typer.Argument(..., help=f"one of: {', '.join(SOURCES)}"),
-    input: Path = typer.Option(..., "--input", "-i", help="a file or a folder in the source's own format"),
+    input: Path = typer.Option(None, "--input", "-i", help="a file or a folder in the source's own format"),
+    db: str = typer.Option(None, "--db", help="feedback: the comparisons database (SQLAlchemy URL or SQLite path)"),
+    min_strength: int = typer.Option(1, help="feedback: drop ratings weaker than this (2 drops 'slightly better')"),
+    exclude_flagged: bool = typer.Option(False, help="feedback: drop comparisons a quality-control rule flags"),
     output: Path = typer.Option(..., "--output", "-o", help="output JSON Lines (.jsonl, .jsonl.gz)"),
     seed: int = typer.Option(0, help="seed for any sampling a builder does"),
     dedupe: bool = typer.Option(True, help="drop exact duplicate groups"),
@@ -37,7 +41,10 @@ def build_cmd(
         if r.written % 100_000 == 0:
             console.print(f"{r.written:,} groups, {r.rejected:,} rejected ...", soft_wrap=True)
 
-    report = build(source, input, output, options, progress=progress)
+    if (input is None) == (db is None):
+        raise DataError("give --input FILE (or --db URL for the feedback source)")
+    options.extra.update(min_strength=min_strength, exclude_flagged=exclude_flagged)
+    report = build(source, db if db is not None else input, output, options, progress=progress)
     console.print(report.summary(), soft_wrap=True, markup=False)
     if report.rejected:
         console.print(f"[yellow]{report.rejected} record(s) rejected:[/] see {report.rejects_path}", soft_wrap=True)

@@ -22,6 +22,7 @@ SOURCES = {
     "hellaswag": "hellaswag",
     "truthfulqa": "truthfulqa",
     "code": "code",
+    "feedback": "feedback",  # --db URL: comparisons from hhhlab serve
 }
 
 

@@ -183,6 +183,10 @@ def _worker(cfg):
 
         traceback.print_exc()
         sys.stderr.flush()
+        try:
+            sys.stdout.flush()
+        except Exception:  # noqa: BLE001, S110 - no memory left to flush, or a closed stream
+            pass
         os._exit(EXIT_MEMORY)
     # Normal exits and other exceptions take Python's usual path (exit code 0 or 1).
 
@@ -201,7 +205,11 @@ def _init(cfg):
             import traceback
 
             traceback.print_exc()
-            sys.stderr.flush()
+            for stream in (sys.stdout, sys.stderr):  # what it printed before failing is kept
+                try:
+                    stream.flush()
+                except Exception:  # noqa: BLE001, S110 - a closed or replaced stream
+                    pass
             os._exit(1)
         sys.stdout.flush()
         sys.stderr.flush()

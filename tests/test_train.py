@@ -79,7 +79,9 @@ def test_gradient_accumulation_matches_one_big_batch(toy, tmp_path):
 
 
 def test_nan_loss_stops_with_step_named_and_keeps_last_good_checkpoint(toy, tmp_path, monkeypatch):
-    real = trainer_mod.preference_loss
+    from hhhlab.train import losses
+
+    real = losses.preference_loss
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -87,7 +89,7 @@ def test_nan_loss_stops_with_step_named_and_keeps_last_good_checkpoint(toy, tmp_
         out = real(*a, **k)
         return out * float("nan") if calls["n"] == 3 else out
 
-    monkeypatch.setattr(trainer_mod, "preference_loss", flaky)
+    monkeypatch.setattr(losses, "preference_loss", flaky)
     c = cfg(toy, tmp_path / "nan", checkpoint_every=1)
     with pytest.raises(TrainingError, match=r"non-finite loss at step 3 .*toy:0:.*ckpt-00000002"):
         train(c)

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from hhhlab.errors import RequestError
+from hhhlab.models import tokenize
 from hhhlab.models.attention import tree_attention_mask
 from hhhlab.models.load import LoadedModel
 from hhhlab.models.prefix import PrefixGroup, plan_prefix_groups
@@ -168,46 +169,32 @@ class Engine:
 
     @property
     def prefix_token_id(self) -> int:
-        tok = self.tokenizer
-        return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        return tokenize.prefix_token_id(self.tokenizer)
 
     def encode_pair(
         self, context: str, continuation: str, index: int = 0
     ) -> tuple[list[int], list[int]]:
         """Context and continuation token ids, split the way lm-evaluation-harness splits them."""
         context, continuation = self._normalize(context, continuation, index)
-        texts = [t for t in (context, context + continuation if context else continuation) if t]
-        return self._split(context, continuation, dict(zip(texts, self._encode_many(texts))), index)
-
-    def _encode_many(self, texts: list[str]) -> list[list[int]]:
-        """One batched tokenizer call (fast tokenizers encode a batch in parallel)."""
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        enc = tokenize.encode_texts(self.tokenizer, tokenize.texts_to_encode(context, continuation))
+        return self._split(context, continuation, enc, index)
 
     @staticmethod
     def _normalize(context: str, continuation: str, index: int) -> tuple[str, str]:
-        if continuation == "":
-            raise RequestError(f"request {index}: the continuation is empty")
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces > 0:  # lm-eval: trailing spaces of the context belong to the continuation
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        return context, continuation
+        """`hhhlab.models.tokenize.normalize_pair` (the one rule training uses too)."""
+        try:
+            return tokenize.normalize_pair(context, continuation)
+        except tokenize.TokenizationError as exc:
+            raise RequestError(f"request {index}: {exc}") from None
 
     def _split(self, context: str, continuation: str, enc: dict[str, list[int]], index: int):
-        """lm-eval's boundary: encode context+continuation whole; the continuation is what lies past
-        the context's own encoding (the BPE may merge across the boundary); an empty context is
-        the BOS (or EOS) token. Identical contexts share one token list: do not mutate it."""
-        if context == "":
-            cont = enc[continuation]
-            ctx = [self.prefix_token_id]
-        else:
-            ctx = enc[context]
-            cont = enc[context + continuation][len(ctx) :]
-        if not cont:
-            raise RequestError(
-                f"request {index}: continuation {continuation!r} has no tokens of its own"
-            )
-        return ctx, cont
+        """`hhhlab.models.tokenize.split_encoded`: lm-eval's boundary (the pair encoded whole,
+        the continuation = what lies past the context's own encoding; an empty context is the
+        BOS or EOS token). Identical contexts share one token list: do not mutate it."""
+        try:
+            return tokenize.split_encoded(context, continuation, enc, self.prefix_token_id)
+        except tokenize.TokenizationError as exc:
+            raise RequestError(f"request {index}: {exc}") from None
 
     def _fit(self, ctx: list[int], cont: list[int], index: int) -> tuple[list[int], int]:
         total = len(ctx) + len(cont)
@@ -236,10 +223,9 @@ class Engine:
                 normalized.append((i, *self._normalize(r.context, r.continuation, i)))
             except RequestError as exc:
                 errors.append((i, str(exc)))
-        texts = list(
-            dict.fromkeys(t for _, c, k in normalized for t in ((c, c + k) if c else (k,)))
+        enc = tokenize.encode_texts(
+            self.tokenizer, [t for _, c, k in normalized for t in tokenize.texts_to_encode(c, k)]
         )
-        enc = dict(zip(texts, self._encode_many(texts)))
         encoded: list[tuple[list[int], list[int], int]] = []
         for i, context, continuation in normalized:
             try:

@@ -15,10 +15,13 @@ is most of the saving over encoding the two sequences separately.
 Scores are read at the EOC positions, which are computed here, never searched for — so they are
 right whatever the pad token is (pad == EOS in SmolLM2 and Llama) and whichever side pads.
 
-Tokenisation: the context and each response are encoded separately (after moving the context's
-trailing whitespace to the response, as lm-evaluation-harness does). Too long a sequence loses
-context tokens from the left, never response tokens; a response that cannot fit even with one
-context token is reported to the caller.
+Models without a head (imitation, language modelling) get no EOC token: ``eoc_id=None`` lays
+out ``[ context | response_1 | response_2 | ... ]``.
+
+Tokenisation is `hhhlab.models.tokenize`'s, the one the scoring engine uses (lm-evaluation-
+harness's boundary rule), so a response has the same ids here as in ``Engine.score``. Too long a
+sequence loses context tokens from the left, never response tokens; a response that cannot fit
+even with one context token is reported to the caller.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hhhlab.models.attention import tree_attention_mask
+from hhhlab.models.tokenize import encode_continuations, prefix_token_id
 
 EOC_TOKEN = "<|end_of_context|>"
 
@@ -64,14 +68,6 @@ class ResponseTooLong(ValueError):
     """A response that does not fit the window even with a single context token."""
 
 
-def split_whitespace(context: str, response: str) -> tuple[str, str]:
-    """Move the context's trailing whitespace to the front of the response (lm-eval-harness rule)."""
-    n = len(context) - len(context.rstrip())
-    if n:
-        return context[:-n], context[-n:] + response
-    return context, response
-
-
 def encode_group(
     tokenizer, context: str, responses: Sequence[str], scores: Sequence[float], *, max_length: int,
     index: int = 0, group_id: str = "", metadata: dict | None = None,
@@ -79,19 +75,10 @@ def encode_group(
     """Tokenise one group and fit every ``context + response + EOC`` into ``max_length`` tokens
     by dropping context tokens from the left. Raises ResponseTooLong when a response alone
     (plus one context token and the EOC) exceeds the window, ValueError for an empty response."""
-    stripped = context.rstrip()
-    ctx_text = stripped
-    resp_texts = []
     for i, r in enumerate(responses):
         if not r.strip():
             raise ValueError(f"response {i} of group {group_id or index} is empty")
-        resp_texts.append(split_whitespace(context, r)[1])
-    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    ctx = encode(ctx_text) if ctx_text else []
-    if not ctx:
-        ctx = [prefix]
-    resp = [encode(t) for t in resp_texts]
+    ctx, resp = encode_continuations(tokenizer, context, responses)
     longest = max(len(r) for r in resp)
     if longest + 2 > max_length:
         raise ResponseTooLong(
@@ -100,6 +87,16 @@ def encode_group(
     drop = max(0, len(ctx) + longest + 1 - max_length)
     return EncodedGroup(index=index, context=ctx[drop:], responses=resp, scores=list(scores), truncated=drop,
                         group_id=group_id, metadata=dict(metadata or {}))
+
+
+def encode_text(tokenizer, text: str, *, max_length: int, index: int = 0, text_id: str = "") -> EncodedGroup:
+    """A plain text for language modelling as a one-response group: the BOS token as context and
+    the text's tokens (cut to the window from the right, counted in ``truncated``) as the
+    response, so every token of the text is a target."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    keep = max_length - 1
+    return EncodedGroup(index=index, context=[prefix_token_id(tokenizer)], responses=[ids[:keep]], scores=[0.0],
+                        truncated=max(0, len(ids) - keep), group_id=text_id)
 
 
 @dataclass
@@ -128,7 +125,7 @@ class TreeBatch:
 
 
 def build_batch(
-    groups: Sequence[EncodedGroup], *, eoc_id: int, pad_id: int, responses: str = "all", lm: str = "none",
+    groups: Sequence[EncodedGroup], *, eoc_id: int | None, pad_id: int, responses: str = "all", lm: str = "none",
     padding_side: str = "right", max_responses_per_row: int | None = None,
 ) -> TreeBatch:
     """Lay out ``groups`` as tree rows and collate them.
@@ -137,13 +134,15 @@ def build_batch(
     top-scored responses are needed). ``lm``: which responses get LM targets — ``none``, ``best``
     (IL training, PM with μ > 0) or ``all`` (IL evaluation). ``max_responses_per_row`` splits a
     group's responses over several rows (each with the context), e.g. to cap a batch's size.
-    Pairs are only formed between responses in the same row."""
+    Pairs are only formed between responses in the same row. ``eoc_id=None``: no EOC token
+    (models without a head); the batch then has no score positions."""
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be left or right, not {padding_side!r}")
     rows: list[tuple[list[int], list[int], list[int]]] = []  # tokens, positions, segments
     eoc_row, eoc_col, good, bad = [], [], [], []
     lm_row, lm_col, lm_target, lm_owner = [], [], [], []
     keys: list[tuple[int, int]] = []
+    eoc = [eoc_id] if eoc_id is not None else []
     for g in groups:
         chosen = g.best() if responses == "best" else list(range(len(g.responses)))
         lm_set = set(g.best()) if lm == "best" else set(chosen) if lm == "all" else set()
@@ -156,13 +155,14 @@ def build_batch(
             for seg, i in enumerate(part, 1):
                 resp = g.responses[i]
                 first = len(tokens)
-                tokens += resp + [eoc_id]
-                positions += list(range(len(g.context), len(g.context) + len(resp) + 1))
-                segments += [seg] * (len(resp) + 1)
+                tokens += resp + eoc
+                positions += list(range(len(g.context), len(g.context) + len(resp) + len(eoc)))
+                segments += [seg] * (len(resp) + len(eoc))
                 local[i] = len(keys)
                 keys.append((g.index, i))
-                eoc_row.append(r)
-                eoc_col.append(len(tokens) - 1)
+                if eoc:
+                    eoc_row.append(r)
+                    eoc_col.append(len(tokens) - 1)
                 if i in lm_set:
                     preds = [len(g.context) - 1] + list(range(first, first + len(resp) - 1))
                     lm_row += [r] * len(resp)

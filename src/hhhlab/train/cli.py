@@ -36,6 +36,8 @@ def _config_flags() -> list[inspect.Parameter]:
                                 default=typer.Option(None, "--config", help="YAML file of options (flags override it)"))]
     for name, field in TrainConfig.model_fields.items():
         typ = _option_type(field.annotation)
+        if typing.get_origin(typ) is list:  # a list of numbers: one comma-separated flag (the field splits it)
+            typ = str
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{name.replace('_', '-')}"] if typ is bool else [flag]
         choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else ()
@@ -48,7 +50,8 @@ def _config_flags() -> list[inspect.Parameter]:
 
 
 def _train_command(**kwargs) -> None:
-    """Train an imitation, preference or classifier model on preference groups and evaluate it."""
+    """Train a model with any registered objective (imitation, preference, classifier, language_model, ...)
+    on preference groups or texts, then evaluate it."""
     from hhhlab.train.trainer import train_and_evaluate
 
     cfg = load_config(kwargs.pop("config"), **kwargs)
@@ -103,6 +106,12 @@ def eval_command(
 
 
 def _print_metrics(m: dict, where: Path) -> None:
+    if "lm_loss" in m:  # a text objective's evaluation
+        e = m["lm_loss"]
+        console.print(f"[bold]{m.get('objective')}[/] {m.get('model')}: token NLL {e['value']:.4f} "
+                      f"[{e['lo']:.4f}, {e['hi']:.4f}] (perplexity {m['perplexity']:.2f}) on {m['n_eval_texts']} texts")
+        console.print(f"metrics: {where}")
+        return
     lo, hi = m.get("accuracy_ci", [float("nan")] * 2)
     line = f"accuracy {m.get('accuracy', float('nan')):.3f} [{lo:.3f}, {hi:.3f}] on {m.get('n_eval')} pairs"
     if "group_accuracy" in m:

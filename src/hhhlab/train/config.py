@@ -8,26 +8,36 @@ YAML keys and bad values are errors that name the key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hhhlab.errors import DataError
+from hhhlab.train.objectives import ALIASES as OBJECTIVE_ALIASES
+from hhhlab.train.objectives import canonical_name, get_objective, objective_names
 
-OBJECTIVES = ("imitation", "preference", "classifier")
-OBJECTIVE_ALIASES = {"ranked": "preference", "pm": "preference", "il": "imitation"}
+__all__ = ["OBJECTIVE_ALIASES", "TrainConfig", "load_config"]
 
 
 class TrainConfig(BaseModel):
-    """Hyper-parameters of one training run (IL, PM or classifier) and its evaluation."""
+    """Hyper-parameters of one training run (any registered objective) and its evaluation."""
 
     # strict: `batch_size: true` is an error, not 1; no inf/NaN (`epochs: .inf` would never end)
     model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
     model: str = Field("smollm2-135m", description="model spec: smollm2-135m, hub id, path, tiny:llama, M@L<k>")
-    objective: Literal["imitation", "preference", "classifier"] = Field(
-        "preference", description="imitation | preference (alias: ranked) | classifier")
-    train: str = Field(..., description="training preference groups (JSONL)")
+    objective: str = Field("preference", description="a registered objective: imitation | preference (alias: ranked) "
+                           "| classifier | language_model (alias: lm) | ...")
+    train: str = Field(..., description="training data: JSONL preference groups, or texts (JSONL {\"text\"} / .txt) "
+                       "for text objectives; several files separated by commas")
+    source: Literal["memory", "stream"] = Field(
+        "memory", description="memory: read every file whole (epochs, length grouping); stream: a seeded weighted "
+        "mixture of the files, never read whole (needs max_steps)")
+    train_weights: list[float] | None = Field(
+        None, description="mixture weights of the training files, comma-separated (source stream; default equal)")
+    shuffle_buffer: int = Field(1024, ge=1, description="source stream: lines shuffled together within each file")
+    init: str | None = Field(None, description="warm start from a saved model directory (OUTPUT/model of a run): "
+                             "its weights, and its head and EOC token when the objective has a head")
     eval: str | None = Field(None, description="held-out preference groups (JSONL)")
     output: str = Field(..., description="output directory (checkpoints, model, metrics.json)")
     max_steps: int | None = Field(None, ge=1, description="optimizer steps (default: epochs over the data)")
@@ -39,7 +49,8 @@ class TrainConfig(BaseModel):
     schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="after warm-up")
     warmup_steps: int = Field(0, ge=0)
     max_grad_norm: float | None = Field(1.0, description="clip gradients to this norm (None: no clipping)")
-    lm_weight: float = Field(0.0, ge=0, description="μ: LM loss on the good sequence added to the PM loss")
+    pm_weight: float = Field(1.0, ge=0, description="λ: weight of the preference (or classifier) loss (eq. C.1)")
+    lm_weight: float = Field(0.0, ge=0, description="μ: LM loss on the good sequence added to the PM loss (eq. C.1)")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "float32", description="float32, or bfloat16 autocast (fp32 master weights); auto = bf16 where native")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1 (ignored under accelerate launch)")
@@ -64,17 +75,72 @@ class TrainConfig(BaseModel):
     @field_validator("objective", mode="before")
     @classmethod
     def _alias(cls, v: str) -> str:
-        return OBJECTIVE_ALIASES.get(str(v).lower(), str(v).lower())
+        name = canonical_name(str(v))
+        if name not in objective_names():
+            raise ValueError(f"unknown objective {v!r}: choose one of {', '.join(objective_names())}")
+        return name
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _files(cls, v):
+        return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+
+    @field_validator("train_weights", mode="before")
+    @classmethod
+    def _weights(cls, v):
+        if isinstance(v, str):
+            try:
+                return [float(x) for x in v.split(",") if x.strip()]
+            except ValueError:
+                raise ValueError(f"expected comma-separated numbers, not {v!r}") from None
+        return [float(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in v] if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _sources_agree(self) -> TrainConfig:
+        files = self.train_files
+        if not files:
+            raise ValueError("train: no training file given")
+        if self.train_weights is not None:
+            if self.source != "stream":
+                raise ValueError("train_weights mix files only with source: stream")
+            if len(self.train_weights) != len(files):
+                raise ValueError(f"train_weights has {len(self.train_weights)} weights for {len(files)} "
+                                 f"training files ({', '.join(files)})")
+            if any(w < 0 for w in self.train_weights) or sum(self.train_weights) <= 0:
+                raise ValueError(f"train_weights must be >= 0 with a positive sum, not {self.train_weights}")
+        if self.source == "stream" and self.max_steps is None:
+            raise ValueError("source stream has no epochs: set max_steps")
+        return self
+
+    @property
+    def train_files(self) -> list[str]:
+        return [f.strip() for f in self.train.split(",") if f.strip()]
 
     @property
     def scoring(self) -> str:
-        return "mean_logprob" if self.objective == "imitation" else "head"
+        return "head" if get_objective(self.objective).needs_head else "mean_logprob"
+
+    #: fields added after checkpoints were first written: a checkpoint without them was
+    #: written with their defaults
+    LATER_KEYS: ClassVar[tuple[str, ...]] = ("pm_weight", "source", "train_weights", "shuffle_buffer", "init")
 
     def training_key(self) -> dict:
         """The fields a checkpoint must agree with to be resumed (not the run length or logging)."""
         return self.model_dump(include={"model", "objective", "train", "batch_size", "lr", "weight_decay",
                                         "schedule", "warmup_steps", "lm_weight", "max_length", "lora", "lora_r",
-                                        "lora_alpha", "seed", "max_train", "length_grouped", "epochs"})
+                                        "lora_alpha", "seed", "max_train", "length_grouped", "epochs",
+                                        *self.LATER_KEYS})
+
+    def key_differences(self, saved: dict) -> dict:
+        """``{field: (saved, now)}`` for the training-key fields a checkpoint's ``saved`` key
+        disagrees with (a field it predates counts as its default)."""
+        fields = type(self).model_fields
+        out = {}
+        for k, v in self.training_key().items():
+            old = saved.get(k, fields[k].default) if k in self.LATER_KEYS else saved.get(k)
+            if old != v:
+                out[k] = (old, v)
+        return out
 
 
 def _unique_key_loader():

@@ -159,3 +159,33 @@ def sample_and_rerank(engine, scorer, prompts: Sequence[str], is_correct: Callab
     correct = [[is_correct(i, c) for c in comps] for i, comps in enumerate(samples)]
     return {"acc_at_k": rerank_accuracy(scores, correct, [k for k in ks if k <= n_samples]),
             "n_prompts": len(prompts), "n_samples": n_samples}
+
+
+def text_lm_metrics(model, path: str, *, batch_size: int = 32, limit: int | None = None,
+                    max_length: int | None = None) -> dict:
+    """Language-modelling metrics of ``model`` on a text corpus (JSONL ``{"text"}`` or ``.txt``):
+    mean token NLL (a bootstrap over texts of their summed NLL / their tokens) and perplexity."""
+    import torch
+
+    from hhhlab.train.batching import build_batch
+    from hhhlab.train.data import DataStats, encode_groups, read_records
+
+    stats = DataStats()
+    items = encode_groups(read_records(path, "text", limit=limit, stats=stats), model.tokenizer,
+                          max_length=max_length or model.max_length, stats=stats)
+    nll, ntok = [], []
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for s in range(0, len(items), batch_size):
+            chunk = items[s : s + batch_size]
+            batch = build_batch(chunk, eoc_id=None, pad_id=model.tokenizer.pad_token_id, lm="all").to(model.device)
+            _, lp = model(batch, head=False, lm=True)
+            per = torch.zeros(len(chunk), dtype=torch.float64).index_add_(0, batch.lm_owner.cpu(), -lp.double().cpu())
+            nll += per.tolist()
+            ntok += torch.bincount(batch.lm_owner.cpu(), minlength=len(chunk)).tolist()
+    model.train(was_training)
+    x = np.array([nll, ntok], dtype=float).T  # [texts, 2]
+    est = bootstrap(x, lambda a: float(a[:, 0].sum() / a[:, 1].sum()))
+    return {"lm_loss": est.to_dict(), "perplexity": math.exp(est.value), "n_eval_texts": len(items),
+            "n_eval_tokens": int(sum(ntok)), "eval_data": stats.to_dict()}

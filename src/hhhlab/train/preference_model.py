@@ -1,4 +1,5 @@
-"""`PreferenceModel`: a language model's trunk plus a scalar head read at the end-of-context token.
+"""`PreferenceModel`: a language model's trunk plus a scalar head read at the end-of-context token
+(or, without a head, the causal LM alone: every objective's model is this one class).
 
 The paper (§4.1, App. C.4) appends a special end-of-context (EOC) token to every sequence and
 reads the preference score on top of it. We add a dedicated token, ``<|end_of_context|>``, to
@@ -7,12 +8,14 @@ transformers default), so the EOC never collides with padding or EOS. The score 
 positions computed while building the batch (`hhhlab.train.batching`), so it does not depend on
 the pad token or the padding side.
 
-The same class also serves imitation-learning (IL) models, whose score for a response is its
-mean per-token log-prob (``scoring="mean_logprob"``): one save format, one loader, one scorer
-for `hhhlab pm eval`.
+The same class also serves models without a head — imitation learning (IL), language
+modelling, distillation — whose score for a response is its mean per-token log-prob
+(``scoring="mean_logprob"``); they get no head and no EOC token, so they stay the causal LM they
+started as: one save format, one loader, one scorer for `hhhlab pm eval`.
 
 Saved layout (``save_pretrained``): the LM as a Hugging Face checkpoint (``config.json`` +
-``model.safetensors``), the tokenizer, ``head.safetensors`` and ``pm_config.json``.
+``model.safetensors``) and the tokenizer — so ``load_model(DIR)`` loads any of them as an
+ordinary causal LM — plus ``pm_config.json`` and, for head models, ``head.safetensors``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 class PreferenceModel(torch.nn.Module):
-    """LM trunk + ``Linear(hidden, 1)`` head at the EOC token (or mean log-prob for IL)."""
+    """LM trunk + ``Linear(hidden, 1)`` head at the EOC token (``scoring="head"``), or the LM
+    alone scoring by mean log-prob (``scoring="mean_logprob"``: no head, no EOC token)."""
 
     def __init__(self, lm: torch.nn.Module, tokenizer, *, scoring: str = "head", name: str = "",
                  max_length: int | None = None, extra: dict | None = None):
@@ -55,33 +59,41 @@ class PreferenceModel(torch.nn.Module):
         self.scoring = scoring
         self.name = name
         self.extra = dict(extra or {})
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        cfg = lm.config
+        self.head: torch.nn.Linear | None = None
+        self.eoc_id: int | None = None
+        if scoring == "head":
+            self._add_eoc_token()
+            hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd")
+            self.head = torch.nn.Linear(hidden, 1)
+            torch.nn.init.normal_(self.head.weight, std=1.0 / (hidden + 1) ** 0.5)
+            torch.nn.init.zeros_(self.head.bias)
+            self.head.to(device=next(lm.parameters()).device, dtype=torch.float32)
+        window = next((getattr(cfg, a) for a in ("max_position_embeddings", "n_positions") if getattr(cfg, a, None)),
+                      2048)
+        self.max_length = int(min(max_length or window, window))
+
+    def _add_eoc_token(self) -> None:
+        """Give the tokenizer and embeddings the EOC token unless they have it (a warm start)."""
+        tokenizer, lm = self.tokenizer, self.lm
         added = EOC_TOKEN not in tokenizer.get_vocab()
         if added:
             tokenizer.add_special_tokens({"additional_special_tokens": [EOC_TOKEN]})
-        self.eoc_id = tokenizer.convert_tokens_to_ids(EOC_TOKEN)
+        self.eoc_id = int(tokenizer.convert_tokens_to_ids(EOC_TOKEN))
         if lm.get_input_embeddings().weight.shape[0] <= self.eoc_id:
             lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         if added:  # the new EOC row (appended, or a spare row of a padded vocabulary) starts as the mean
             with torch.no_grad():  # embedding: deterministic, and no warning from transformers
                 emb = lm.get_input_embeddings().weight
                 emb[self.eoc_id] = emb[: self.eoc_id].mean(0)
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        cfg = lm.config
-        hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd")
-        self.head = torch.nn.Linear(hidden, 1)
-        torch.nn.init.normal_(self.head.weight, std=1.0 / (hidden + 1) ** 0.5)
-        torch.nn.init.zeros_(self.head.bias)
-        self.head.to(device=next(lm.parameters()).device, dtype=torch.float32)
-        window = next((getattr(cfg, a) for a in ("max_position_embeddings", "n_positions") if getattr(cfg, a, None)),
-                      2048)
-        self.max_length = int(min(max_length or window, window))
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def from_lm(cls, spec: str, *, scoring: str = "head", device: str = "auto", dtype: str = "float32",
                 max_length: int | None = None) -> PreferenceModel:
-        """A fresh PM (random head) on top of any model spec `load_model` accepts."""
+        """A fresh model (random head when ``scoring="head"``) on any spec `load_model` accepts."""
         from hhhlab.models.load import load_model
 
         lm = load_model(spec, device=device, dtype=dtype)
@@ -95,7 +107,7 @@ class PreferenceModel(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.head.weight.device
+        return next(self.lm.parameters()).device
 
     # -- forward ----------------------------------------------------------------------------
     def hidden_states(self, batch: TreeBatch) -> torch.Tensor:
@@ -113,22 +125,32 @@ class PreferenceModel(torch.nn.Module):
 
     def head_scores(self, batch: TreeBatch, hidden: torch.Tensor) -> torch.Tensor:
         """Scalar score ``[R]`` of each response, read at its EOC position (fp32 head)."""
+        if self.head is None:
+            raise ValueError("this model has no head (scoring='mean_logprob')")
         h = hidden[batch.eoc_row, batch.eoc_col]
         return self.head(h.float()).squeeze(-1)
 
-    def token_logprobs(self, batch: TreeBatch, hidden: torch.Tensor) -> torch.Tensor:
-        """log p of each LM target token ``[N]``; the LM head runs only at those positions."""
+    def target_logits(self, batch: TreeBatch, hidden: torch.Tensor) -> torch.Tensor:
+        """LM logits ``[N, V]`` (fp32) at the positions that predict each LM target token; the LM
+        head runs only at those positions."""
         h = hidden[batch.lm_row, batch.lm_col]
-        logits = self.lm.get_output_embeddings()(h).float()
+        return self.lm.get_output_embeddings()(h).float()
+
+    def token_logprobs(self, batch: TreeBatch, hidden: torch.Tensor) -> torch.Tensor:
+        """log p of each LM target token ``[N]``."""
+        logits = self.target_logits(batch, hidden)
         return torch.log_softmax(logits, dim=-1).gather(-1, batch.lm_target[:, None])[:, 0]
 
-    def forward(self, batch: TreeBatch, *, head: bool = True, lm: bool = False
+    def forward(self, batch: TreeBatch, *, head: bool = True, lm: bool = False, logits: bool = False
                 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """One pass of the trunk: (head scores ``[R]`` or None, LM target log-probs ``[N]`` or None).
-        Training goes through here so that DDP/FSDP wrappers see the forward call."""
+        """One pass of the trunk: (head scores ``[R]`` or None, LM target log-probs ``[N]`` — or
+        with ``logits=True`` the full logits ``[N, V]`` there — or None). Training goes through
+        here so that DDP/FSDP wrappers see the forward call."""
         hidden = self.hidden_states(batch)
-        return (self.head_scores(batch, hidden) if head else None,
-                self.token_logprobs(batch, hidden) if lm else None)
+        lm_out = None
+        if lm:
+            lm_out = self.target_logits(batch, hidden) if logits else self.token_logprobs(batch, hidden)
+        return (self.head_scores(batch, hidden) if head else None), lm_out
 
     def response_scores(self, batch: TreeBatch) -> torch.Tensor:
         """The score ``[R]`` the model ranks responses by: head score or mean token log-prob."""
@@ -206,8 +228,9 @@ class PreferenceModel(torch.nn.Module):
             path.mkdir(parents=True, exist_ok=True)
             lm.save_pretrained(path, safe_serialization=True)
             self.tokenizer.save_pretrained(path)
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
-                      str(path / "head.safetensors"))
+            if self.head is not None:
+                save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
+                          str(path / "head.safetensors"))
         except OSError as exc:
             raise StoreError(f"cannot save the preference model to {path}: {exc.strerror or exc}") from exc
         atomic_write_json(path / "pm_config.json", {
@@ -241,11 +264,12 @@ class PreferenceModel(torch.nn.Module):
                  max_length=cfg.get("max_length"),
                  extra={k: v for k, v in cfg.items()
                         if k not in ("format_version", "scoring", "eoc_token", "base_model", "max_length")})
-        state = load_safetensors(path / "head.safetensors")
-        try:
-            pm.head.load_state_dict(state)
-        except RuntimeError as exc:
-            raise StoreError(f"{path / 'head.safetensors'}: does not match the model ({exc})") from None
+        if pm.head is not None:
+            state = load_safetensors(path / "head.safetensors")
+            try:
+                pm.head.load_state_dict(state)
+            except RuntimeError as exc:
+                raise StoreError(f"{path / 'head.safetensors'}: does not match the model ({exc})") from None
         return pm.eval()
 
     @property

@@ -1,18 +1,25 @@
-"""The training loop for IL, PM and classifier objectives: one readable function, no callbacks.
+"""The training loop for every objective: one readable function, no callbacks.
 
-    data (JSONL groups) -> tokenised groups -> fixed global batches -> per-process micro-batches
-    -> tree rows -> loss -> AdamW step -> checkpoint / TensorBoard -> evaluation -> metrics.json
+    batch source (step -> global batch of tokenised items) -> per-process micro-batches
+    -> objective.collate -> objective.loss_terms -> AdamW step -> checkpoint / TensorBoard
+    -> objective.evaluate -> metrics.json
+
+The loop knows no objective by name: what model to build (a causal LM, or one with a scalar
+head at an end-of-context token), how items become a batch, the loss and the evaluation all come
+from the `hhhlab.train.objectives.Objective` that ``cfg.objective`` names; the data from a
+`hhhlab.train.sources` batch source.
 
 Design choices that make runs reproducible and resumable:
 
 * **Global batches are fixed by the seed, not by the number of processes.** Step ``s`` always
-  trains on the same ``batch_size`` groups; each process takes a share, and every micro-batch's
-  loss is weighted by its share of the *global* pairs (or tokens), so the summed gradient is the
-  same with 1, 2 or 8 processes and any gradient accumulation. A checkpoint written with two
-  processes resumes with one (the data position is simply the step).
+  trains on the same items (the source's ``global_batch(s)``); each process takes a share, and
+  every loss term of a micro-batch is weighted by its share of the *global* batch's units
+  (pairs, tokens, ...), so the summed gradient is the same with 1, 2 or 8 processes and any
+  gradient accumulation. A checkpoint written with two processes resumes with one (the data
+  position is simply the step).
 * **Checkpoints** (`hhhlab.train.checkpoint`) hold weights, optimizer state and RNG as
   safetensors, and everything else as JSON; the loop resumes from ``OUTPUT/checkpoints``.
-* **Non-finite loss** stops the run with the step and the groups of the batch named; the last
+* **Non-finite loss** stops the run with the step and the items of the batch named; the last
   checkpoint on disk is the last good one (nothing is saved after a bad step).
 
 Runs unchanged under ``accelerate launch`` (DDP, FSDP, DeepSpeed configs in configs/accelerate/);
@@ -31,12 +38,14 @@ import torch
 
 from hhhlab.errors import HHHLabError
 from hhhlab.store import atomic_write_json, read_json
-from hhhlab.train.batching import EncodedGroup, build_batch
+from hhhlab.train.batching import EncodedGroup
 from hhhlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hhhlab.train.config import TrainConfig
 from hhhlab.train.data import DataStats, encode_groups, read_groups
-from hhhlab.train.losses import classifier_loss, imitation_loss, preference_loss
+from hhhlab.train.objectives import LossTerm, Objective, get_objective
 from hhhlab.train.preference_model import PreferenceModel
+from hhhlab.train.sources import BatchSource, MemorySource, StreamMixture
+from hhhlab.train.warm_start import load_init
 
 
 class TrainingError(HHHLabError):
@@ -46,54 +55,42 @@ class TrainingError(HHHLabError):
 @dataclass
 class TrainState:
     step: int = 0
-    units_seen: int = 0  # pairs (PM, classifier) or good-response tokens (IL)
+    units_seen: int = 0  # the objective's primary unit: pairs (PM, classifier) or target tokens (IL, LM)
     pairs_seen: int = 0
     tokens_seen: int = 0  # real (unpadded) tokens through the trunk
     train_seconds: float = 0.0
     history: list | None = None  # [step, loss] every log_every steps
 
 
-# -- data order ------------------------------------------------------------------------------
-
-def epoch_batches(groups: list[EncodedGroup], batch_size: int, epoch: int, seed: int,
-                  length_grouped: bool) -> list[list[int]]:
-    """The global batches of one epoch (indices into ``groups``), the same in every process.
-
-    Length grouping: shuffle, cut into mega-batches of 32 batches, sort each by length, cut into
-    batches and shuffle the batches — similar lengths share a batch (little padding) while the
-    order stays random. The last incomplete batch is dropped (every step sees ``batch_size``)."""
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    perm = torch.randperm(len(groups), generator=g).tolist()
-    bs = min(batch_size, len(groups))
-    if length_grouped:
-        mega = bs * 32
-        perm = [i for s in range(0, len(perm), mega)
-                for i in sorted(perm[s : s + mega], key=lambda i: -groups[i].n_tokens)]
-    batches = [perm[s : s + bs] for s in range(0, len(perm) - bs + 1, bs)]
-    if length_grouped:
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
-    return batches
-
-
-def shard(batch: list[int], groups: list[EncodedGroup], n_shards: int, shard_id: int) -> list[int]:
+def shard(batch: list[EncodedGroup], n_shards: int, shard_id: int) -> list[EncodedGroup]:
     """Deal a batch, longest first, round-robin to ``n_shards`` shares (balanced lengths)."""
-    ordered = sorted(batch, key=lambda i: (-groups[i].n_tokens, i))
+    ordered = sorted(batch, key=lambda g: (-g.n_tokens, g.index))
     return ordered[shard_id::n_shards]
 
 
-def units(g: EncodedGroup, objective: str) -> tuple[int, int]:
-    """(pairs, LM target tokens) a group contributes to the loss normalisation."""
-    pairs = len(g.pairs())
-    tokens = sum(len(g.responses[i]) for i in g.best())
-    return pairs, tokens
+# -- set-up ------------------------------------------------------------------------------------
+
+def make_objective(cfg: TrainConfig) -> Objective:
+    """The objective ``cfg.objective`` names, its settings checked (before any model is loaded)."""
+    try:
+        cls = get_objective(cfg.objective)
+    except KeyError as exc:
+        raise TrainingError(str(exc.args[0])) from None
+    objective = cls(cfg)
+    objective.validate()
+    return objective
 
 
-# -- model setup -----------------------------------------------------------------------------
-
-def build_model(cfg: TrainConfig, device: torch.device) -> PreferenceModel:
-    pm = PreferenceModel.from_lm(cfg.model, scoring=cfg.scoring, device=str(device), dtype="float32",
-                                 max_length=cfg.max_length)
-    pm.extra.update(objective=cfg.objective)
+def build_model(cfg: TrainConfig, objective: Objective, device: torch.device) -> PreferenceModel:
+    """The model the objective needs (a causal LM alone, or LM + scalar head at the EOC token),
+    fresh from ``cfg.model`` or warm-started from ``cfg.init``."""
+    scoring = "head" if objective.needs_head else "mean_logprob"
+    if cfg.init:
+        pm = load_init(cfg.init, cfg.model, scoring=scoring, device=str(device), max_length=cfg.max_length)
+    else:
+        pm = PreferenceModel.from_lm(cfg.model, scoring=scoring, device=str(device), dtype="float32",
+                                     max_length=cfg.max_length)
+    pm.extra.update(objective=objective.name)
     if cfg.gradient_checkpointing:
         pm.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora:
@@ -103,14 +100,43 @@ def build_model(cfg: TrainConfig, device: torch.device) -> PreferenceModel:
         # The EOC embedding is not trained under LoRA (it starts as the mean embedding).
         pm.lm = get_peft_model(pm.lm, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                                                  target_modules="all-linear"))
-    if cfg.objective == "imitation":
-        pm.head.requires_grad_(False)  # IL scores by mean log-prob; the head is unused
-    elif not cfg.lm_weight:  # no LM loss: an untied LM head gets no gradient (DDP needs every
-        out = pm.lm.get_output_embeddings()  # trainable parameter used), so freeze it
-        if out is not None and out.weight is not pm.lm.get_input_embeddings().weight:
-            out.requires_grad_(False)
+    objective.trainable(pm)
     pm.train()
     return pm
+
+
+def build_source(cfg: TrainConfig, objective: Objective, pm: PreferenceModel) -> BatchSource:
+    """The batch source ``cfg.source`` names over ``cfg.train``'s files, tokenised by the objective."""
+    stats = DataStats()
+
+    def encode(record, index: int):
+        return objective.encode(record, index, pm.tokenizer, pm.max_length, stats)
+
+    if cfg.source == "stream":
+        return StreamMixture(cfg.train_files, objective.records, encode, batch_size=cfg.batch_size, seed=cfg.seed,
+                             weights=cfg.train_weights, shuffle_buffer=cfg.shuffle_buffer, stats=stats)
+    return MemorySource.from_files(cfg.train_files, objective.records, encode, batch_size=cfg.batch_size,
+                                   seed=cfg.seed, length_grouped=cfg.length_grouped, limit=cfg.max_train,
+                                   stats=stats)
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters (frozen ones cost nothing), weight decay on matrices
+    only, with the fused kernel where torch has one for the device (one pass over all tensors
+    instead of a dozen per tensor: on CPU it is most of the step for short pairs)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, **optimizer_kernel(params))
+
+
+def optimizer_kernel(params: list[torch.Tensor]) -> dict:
+    """``fused=True`` where torch's fused AdamW supports the parameters' device, else foreach."""
+    devices = {p.device.type for p in params}
+    if devices <= {"cpu", "cuda"} and all(p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in params):
+        return {"fused": True}
+    return {"foreach": True}
 
 
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
@@ -123,41 +149,37 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
     return cfg.lr * ((1.0 - frac) if cfg.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def micro_loss(model, batch, objective: str, lm_weight: float, g_pairs: int, g_tokens: int,
-               world: int) -> tuple[torch.Tensor, float]:
-    """The loss of one micro-batch, weighted by its share of the global batch so that the
-    gradients summed over micro-batches and averaged over processes are those of the global
-    mean; returns (weighted loss to backpropagate, unweighted loss for logging)."""
-    n_pairs, n_tok = batch.pair_good.numel(), batch.lm_target.numel()
-    if objective == "imitation":
-        _, token_lp = model(batch, head=False, lm=True)
-        raw = imitation_loss(token_lp)
-        return raw * (n_tok / g_tokens * world), float(raw.detach())
-    scores, token_lp = model(batch, head=True, lm=bool(lm_weight))
-    if objective == "classifier":
-        raw = classifier_loss(scores, batch.pair_good, batch.pair_bad)
-    else:
-        raw = preference_loss(scores, batch.pair_good, batch.pair_bad)
-    loss = raw * (n_pairs / g_pairs * world)
-    if lm_weight:
-        lm = imitation_loss(token_lp)
-        loss = loss + lm_weight * lm * (n_tok / g_tokens * world)
-        raw = raw + lm_weight * lm
-    return loss, float(raw.detach())
+def weighted_loss(terms: list[LossTerm], totals: dict[str, int], world: int) -> tuple[torch.Tensor, float]:
+    """``Σ weight·value·(n / global units)·world`` — each term weighted by its share of the
+    global batch, so that gradients summed over micro-batches and averaged over processes are
+    those of the global mean — and the unweighted ``Σ weight·value`` for the finiteness check."""
+    loss: torch.Tensor | None = None
+    raw = 0.0
+    for t in terms:
+        part = (t.weight * t.value) * (t.n / totals[t.unit] * world)
+        loss = part if loss is None else loss + part
+        raw += t.weight * float(t.value.detach())
+    if loss is None:
+        raise TrainingError("the objective returned no loss terms")
+    return loss, raw
 
 
 # -- the loop --------------------------------------------------------------------------------
 
-def train(cfg: TrainConfig, *, accelerator=None, stop_after: int | None = None) -> tuple[PreferenceModel, dict]:
+def train(cfg: TrainConfig, *, accelerator=None, stop_after: int | None = None, objective: Objective | None = None,
+          source: BatchSource | None = None) -> tuple[PreferenceModel, dict]:
     """Train (resuming from ``cfg.output/checkpoints`` when present); returns the model (on every
-    process) and a summary dict. ``stop_after``: return after this many steps of this call
-    without finishing (tests of resumption)."""
+    process) and a summary dict. ``objective`` / ``source``: use these instead of the ones
+    ``cfg`` names (Python API for objectives and sources with settings beyond `TrainConfig`).
+    ``stop_after``: return after this many steps of this call without finishing (tests of
+    resumption)."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
     from hhhlab.models.device import resolve_device, resolve_dtype
 
+    objective = objective or make_objective(cfg)  # an unknown objective fails before any loading
     out_dir = Path(cfg.output)
     ckpt_dir = out_dir / "checkpoints"
     device_cpu = resolve_device(cfg.device).type == "cpu"
@@ -165,29 +187,25 @@ def train(cfg: TrainConfig, *, accelerator=None, stop_after: int | None = None) 
     acc = accelerator or Accelerator(cpu=device_cpu)
     world, rank = acc.num_processes, acc.process_index
     set_seed(cfg.seed)
-    pm = build_model(cfg, acc.device)
+    pm = build_model(cfg, objective, acc.device)
 
-    stats = DataStats()
-    groups = encode_groups(read_groups(cfg.train, limit=cfg.max_train, stats=stats), pm.tokenizer,
-                           max_length=pm.max_length, stats=stats)
-    steps_per_epoch = max(1, len(groups) // cfg.batch_size)
-    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    if min(cfg.batch_size, len(groups)) < world * cfg.grad_accum:
-        raise TrainingError(f"batch size {cfg.batch_size} (or the {len(groups)} training groups) is smaller than "
-                            f"processes x grad_accum = {world * cfg.grad_accum}: every micro-batch needs a group")
+    source = source or build_source(cfg, objective, pm)
+    stats = source.stats
+    steps_per_epoch = source.steps_per_epoch
+    if steps_per_epoch is None and not cfg.max_steps:
+        raise TrainingError("the training source is a stream without epochs: set max_steps")
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * (steps_per_epoch or 1)))
+    n_items = len(source.items) if isinstance(source, MemorySource) else cfg.batch_size
+    if min(cfg.batch_size, n_items) < world * cfg.grad_accum:
+        raise TrainingError(f"batch size {cfg.batch_size} (or the {n_items} training items) is smaller than "
+                            f"processes x grad_accum = {world * cfg.grad_accum}: every micro-batch needs an item")
 
-    params = [p for p in pm.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-
+    optimizer = make_optimizer(cfg, pm)
     state = TrainState(history=[])
     ckpt = latest_checkpoint(ckpt_dir)
     if ckpt is not None:
         saved = read_json(ckpt / "state.json")
-        diff = {k: (saved.get("config", {}).get(k), v) for k, v in cfg.training_key().items()
-                if saved.get("config", {}).get(k) != v}
+        diff = cfg.key_differences(saved.get("config", {}))
         if diff:
             raise TrainingError(f"{ckpt} was written by a run with different settings {diff}; "
                                 "use another --output or delete its checkpoints")
@@ -203,45 +221,42 @@ def train(cfg: TrainConfig, *, accelerator=None, stop_after: int | None = None) 
 
         writer = SummaryWriter(str(out_dir / "tensorboard"))
     autocast = (torch.autocast(acc.device.type, dtype=torch.bfloat16) if dt == torch.bfloat16 else nullcontext())
-    side = pm.tokenizer.padding_side
-    responses = "best" if cfg.objective == "imitation" else "all"
-    lm_on = "best" if (cfg.objective == "imitation" or cfg.lm_weight) else "none"
 
-    bar = tqdm(total=total, initial=state.step, desc=f"train {cfg.objective}", disable=not (cfg.progress and
+    bar = tqdm(total=total, initial=state.step, desc=f"train {objective.name}", disable=not (cfg.progress and
                acc.is_main_process), dynamic_ncols=True)
-    epoch_cache: dict[int, list[list[int]]] = {}
     steps_this_call = 0
     model.train()
     while state.step < total:
         t0 = time.perf_counter()
-        epoch, pos = divmod(state.step, steps_per_epoch)
-        if epoch not in epoch_cache:
-            epoch_cache = {epoch: epoch_batches(groups, cfg.batch_size, epoch, cfg.seed, cfg.length_grouped)}
-        global_batch = epoch_cache[epoch][pos]
-        g_pairs = sum(units(groups[i], cfg.objective)[0] for i in global_batch)
-        g_tokens = sum(units(groups[i], cfg.objective)[1] for i in global_batch)
-        mine = shard(global_batch, groups, world, rank)
-        micros = [shard(mine, groups, cfg.grad_accum, k) for k in range(cfg.grad_accum)]
+        global_batch = source.global_batch(state.step)
+        if len(global_batch) < world * cfg.grad_accum:
+            raise TrainingError(f"step {state.step + 1}: only {len(global_batch)} usable items in the global batch "
+                                f"for {world} processes x grad_accum {cfg.grad_accum} ({stats.to_dict()})")
+        totals: dict[str, int] = {}
+        for g in global_batch:
+            for unit, n in objective.units(g).items():
+                totals[unit] = totals.get(unit, 0) + n
+        mine = shard(global_batch, world, rank)
+        micros = [shard(mine, cfg.grad_accum, k) for k in range(cfg.grad_accum)]
         lr = learning_rate(cfg, state.step, total)
         for grp in optimizer.param_groups:
             grp["lr"] = lr
         step_loss = torch.zeros(2, device=acc.device)  # [weighted loss sum, weight]
         for k, micro in enumerate(micros):
-            batch = build_batch([groups[i] for i in micro], eoc_id=pm.eoc_id, pad_id=pm.tokenizer.pad_token_id,
-                                responses=responses, lm=lm_on, padding_side=side).to(acc.device)
+            batch = objective.collate(micro, pm).to(acc.device)
             sync = acc.no_sync(model) if (k < len(micros) - 1 and world > 1) else nullcontext()
             with sync:
                 with autocast:
-                    loss, raw = micro_loss(model, batch, cfg.objective, cfg.lm_weight, g_pairs, g_tokens, world)
+                    loss, raw = weighted_loss(objective.loss_terms(model, batch), totals, world)
                 bad = torch.tensor([0.0 if math.isfinite(raw) else 1.0], device=acc.device)
                 if world > 1:
                     bad = acc.reduce(bad, reduction="sum")
                 if bad.item() > 0:
-                    ids = [groups[i].group_id or str(groups[i].index) for i in global_batch]
+                    ids = [g.group_id or str(g.index) for g in global_batch]
                     last = latest_checkpoint(ckpt_dir)
                     raise TrainingError(
-                        f"non-finite loss at step {state.step + 1} (epoch {epoch}, batch {pos}, micro-batch {k}) "
-                        f"on groups {ids[:10]}{' ...' if len(ids) > 10 else ''}; nothing was saved after it — "
+                        f"non-finite loss at step {state.step + 1} (micro-batch {k}) "
+                        f"on items {ids[:10]}{' ...' if len(ids) > 10 else ''}; nothing was saved after it — "
                         f"the last good checkpoint is {last or 'none (no checkpoint yet)'}")
                 acc.backward(loss)
             step_loss += torch.tensor([loss.item(), 1.0], device=acc.device)
@@ -255,8 +270,8 @@ def train(cfg: TrainConfig, *, accelerator=None, stop_after: int | None = None) 
         # the weighted losses of all micro-batches of all processes sum to world x the global mean
         loss_value = float(step_loss[0]) / world
         state.step += 1
-        state.units_seen += g_pairs if cfg.objective != "imitation" else g_tokens
-        state.pairs_seen += g_pairs
+        state.units_seen += totals.get(objective.primary_unit, 0)
+        state.pairs_seen += totals.get("pairs", 0)
         state.train_seconds += time.perf_counter() - t0
         steps_this_call += 1
         if state.step % cfg.log_every == 0 or state.step == total:
@@ -264,7 +279,8 @@ def train(cfg: TrainConfig, *, accelerator=None, stop_after: int | None = None) 
             if writer is not None:
                 writer.add_scalar("train/loss", loss_value, state.step)
                 writer.add_scalar("train/lr", lr, state.step)
-                writer.add_scalar("train/pairs_per_s", state.pairs_seen / max(state.train_seconds, 1e-9), state.step)
+                writer.add_scalar(f"train/{objective.primary_unit}_per_s",
+                                  state.units_seen / max(state.train_seconds, 1e-9), state.step)
         bar.set_postfix(loss=f"{loss_value:.4f}")
         bar.update(1)
         if state.step % cfg.checkpoint_every == 0 or (state.step == total and cfg.final_checkpoint):
@@ -280,8 +296,11 @@ def train(cfg: TrainConfig, *, accelerator=None, stop_after: int | None = None) 
     if writer is not None:
         writer.close()
     summary = {**state.__dict__, "total_steps": total, "finished": state.step >= total, "data": stats.to_dict(),
-               "world_size": world, "train_groups": len(groups),
-               "pairs_per_s": state.pairs_seen / max(state.train_seconds, 1e-9)}
+               "world_size": world, "train_items": n_items if isinstance(source, MemorySource) else None,
+               "source": source.describe(), "objective": objective.name, "primary_unit": objective.primary_unit,
+               "pairs_per_s": state.pairs_seen / max(state.train_seconds, 1e-9),
+               "units_per_s": state.units_seen / max(state.train_seconds, 1e-9)}
+    summary["train_groups"] = summary["train_items"]
     pm = acc.unwrap_model(model)
     pm.eval()
     return pm, summary
@@ -339,16 +358,16 @@ def train_and_evaluate(cfg: TrainConfig, *, accelerator=None) -> dict:
         if done.get("config_key") == key:
             return done
     t0 = time.perf_counter()
-    pm, summary = train(cfg, accelerator=accelerator)
+    objective = make_objective(cfg)
+    pm, summary = train(cfg, accelerator=accelerator, objective=objective)
     from accelerate import PartialState
 
     main = PartialState().is_main_process
     metrics: dict = {}
     if main:
         pm.save_pretrained(out_dir / "model")
-    if cfg.eval:  # every process scores a share of the eval groups (score_sharded)
-        metrics, _ = evaluate_model(pm, cfg.eval, batch_size=cfg.eval_batch_size, limit=cfg.max_eval,
-                                    progress=cfg.progress)
+    if cfg.eval:  # the objective's evaluation hook; every process scores a share (score_sharded)
+        metrics = objective.evaluate(pm, cfg.eval)
     if main:
         metrics.update(
             objective=cfg.objective, model=cfg.model, non_embedding_params=pm.non_embedding_params,

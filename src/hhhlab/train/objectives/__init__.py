@@ -1,0 +1,80 @@
+"""Training objectives as plug-ins: a registry of `Objective` classes by name.
+
+Built in: ``imitation`` (IL), ``preference`` (PM, λ·L_PM + μ·L_LM), ``classifier``,
+``language_model`` (plain texts). Add one with::
+
+    from hhhlab.train.objectives import Objective, register
+
+    @register
+    class MyObjective(Objective):
+        name = "my_objective"
+        ...
+
+after which ``TrainConfig(objective="my_objective")`` and ``hhhlab pm train --objective
+my_objective`` use it (the module must be imported first; built-ins and the modules listed in
+`PLUGIN_MODULES` are imported here).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from hhhlab.train.objectives.base import LossTerm, Objective
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+ALIASES = {"ranked": "preference", "pm": "preference", "il": "imitation", "lm": "language_model"}
+#: objective modules outside this package, imported on first look-up when present (other areas
+#: of the lab add theirs here)
+PLUGIN_MODULES: tuple[str, ...] = ()
+
+
+def register(cls: type[Objective]) -> type[Objective]:
+    """Class decorator: make ``cls`` available as ``objective=cls.name``."""
+    if not getattr(cls, "name", None):
+        raise TypeError(f"{cls.__name__} has no name")
+    OBJECTIVES[cls.name] = cls
+    return cls
+
+
+def _load_plugins() -> None:
+    for mod in PLUGIN_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+def canonical_name(name: str) -> str:
+    n = str(name).lower()
+    return ALIASES.get(n, n)
+
+
+def objective_names() -> list[str]:
+    _load_plugins()
+    return sorted(OBJECTIVES)
+
+
+def get_objective(name: str) -> type[Objective]:
+    """The class registered as ``name`` (or an alias); KeyError lists the known ones."""
+    _load_plugins()
+    n = canonical_name(name)
+    if n not in OBJECTIVES:
+        raise KeyError(f"unknown objective {name!r}: choose one of {', '.join(sorted(OBJECTIVES))}"
+                       f" (aliases: {', '.join(f'{a}={b}' for a, b in sorted(ALIASES.items()))})")
+    return OBJECTIVES[n]
+
+
+def _register_builtins() -> None:
+    from hhhlab.train.objectives.classifier import Classifier
+    from hhhlab.train.objectives.imitation import Imitation
+    from hhhlab.train.objectives.language_model import LanguageModel
+    from hhhlab.train.objectives.preference import Preference
+
+    for cls in (Imitation, Preference, Classifier, LanguageModel):
+        register(cls)
+
+
+_register_builtins()
+
+__all__ = ["OBJECTIVES", "LossTerm", "Objective", "canonical_name", "get_objective", "objective_names", "register"]

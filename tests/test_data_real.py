@@ -95,7 +95,8 @@ def test_wikipedia_counts(shared_data, tmp_path):
     text = (d / "SOURCE.md").read_text()
     revisions = int(re.search(r"(\d+) revisions", text).group(1))
     reverts = int(re.search(r"(\d+) with revert comments", text).group(1))
-    report = build("wikipedia", d, tmp_path / "w.jsonl", BuildOptions(wiki_comment_regex="(?i)revert"))
+    report = build("wikipedia", d / "enwiki-20140102.tiny.xml.gz", tmp_path / "w.jsonl",
+                   BuildOptions(wiki_comment_regex="(?i)revert"))  # the Anarchism history: test_data_pmp_sources
     assert report.rejected == 0
     assert report.skipped["revision without a vandalism-revert comment"] == revisions - reverts
     groups = list(read_jsonl(tmp_path / "w.jsonl"))

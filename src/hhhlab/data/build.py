@@ -68,6 +68,10 @@ class BuildOptions:
     dedupe: bool = True
     # wikipedia: edit comments that mark a vandalism revert (the paper's regex is unconfirmed)
     wiki_comment_regex: str = r"(?i)\bvandal|\brvv\b"
+    # wikipedia: which revisions count as reverts: by comment (the paper's), by identity (text equal
+    # to a revision 2..wiki_identity_radius back), or either
+    wiki_reverts: str = "comment"
+    wiki_identity_radius: int = 15
     # reddit: restrict to the paper's subreddit whitelist (SHP's subreddits mostly are not in it)
     reddit_paper_whitelist: bool = False
     # code: sandbox limits, and an optional JSONL of model samples {task_id, completion}

@@ -25,6 +25,9 @@ def build_cmd(
     seed: int = typer.Option(0, help="seed for any sampling a builder does"),
     dedupe: bool = typer.Option(True, help="drop exact duplicate groups"),
     comment_regex: str = typer.Option(None, help="wikipedia: regex for vandalism-revert edit comments"),
+    reverts: str = typer.Option("comment", help="wikipedia: revert detection: comment (the paper's), identity "
+                                "(text equal to a recent earlier revision) or both"),
+    identity_radius: int = typer.Option(15, help="wikipedia: how many revisions back an identity revert may reach"),
     paper_subreddits: bool = typer.Option(False, help="reddit: keep only the paper's subreddit whitelist"),
     code_samples: Path = typer.Option(None, help="code: JSONL of model samples {task_id, completion}"),
     timeout_s: float = typer.Option(10.0, help="code: wall-clock limit per program"),
@@ -34,7 +37,8 @@ def build_cmd(
     from hhhlab.data.build import BuildOptions, build
 
     options = BuildOptions(seed=seed, dedupe=dedupe, reddit_paper_whitelist=paper_subreddits,
-                           code_samples=code_samples, code_timeout_s=timeout_s)
+                           code_samples=code_samples, code_timeout_s=timeout_s,
+                           wiki_reverts=reverts, wiki_identity_radius=identity_radius)
     if comment_regex:
         options.wiki_comment_regex = comment_regex
     def progress(r) -> None:  # long dumps: a heartbeat every 100k groups

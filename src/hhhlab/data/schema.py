@@ -241,7 +241,7 @@ def recast_binary(
 # Files
 
 
-_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".lzma": lzma.open}  # lzma.open reads .xz and LZMA-alone
 
 
 def open_binary(path: str | os.PathLike[str]) -> io.BufferedIOBase:

@@ -324,28 +324,29 @@ def _mount_script(mode: _Mode, uid: int | None, workdir: str) -> str:
     Any failing step ends the run with :data:`EXIT_SETUP` and a line saying which step.
     """
     q = shlex.quote
+    mount = q(_tool("mount"))
     lines = [
         'fail() { echo "hhhlab-sandbox: setup failed: $*" >&2; exit ' + str(EXIT_SETUP) + "; }",
-        "mount -t proc proc /proc || fail 'mount a private /proc (is /proc mounted?)'",
-        f"mount --bind {q(workdir)} {q(workdir)} || fail {q('bind the work dir ' + workdir)}",
+        f"{mount} -t proc proc /proc || fail 'mount a private /proc (is /proc mounted?)'",
+        f"{mount} --bind {q(workdir)} {q(workdir)} || fail {q('bind the work dir ' + workdir)}",
     ]
     hide, _ = _hidden_dirs([workdir, mode.python])
     for d in hide:  # a dir that vanished since is skipped; any other failure is fatal
         lines.append(
-            f"[ ! -d {q(d)} ] || mount -t tmpfs -o ro,size=16k,mode=755 tmpfs {q(d)} "
+            f"[ ! -d {q(d)} ] || {mount} -t tmpfs -o ro,size=16k,mode=755 tmpfs {q(d)} "
             f"|| fail {q('hide ' + d)}"
         )
     for m in _writable_mounts():
         if _inside(m, "/proc") or _inside(m, workdir) or any(_inside(m, h) for h in hide):
             continue
         lines.append(
-            f"[ ! -e {q(m)} ] || mount -o remount,bind,ro {q(m)} "
+            f"[ ! -e {q(m)} ] || {mount} -o remount,bind,ro {q(m)} "
             f"|| fail {q('make ' + m + ' read-only')}"
         )
     # The cwd was inherited from before the namespace: re-enter it through the work dir's own
     # (writable) mount, or relative paths would resolve on the read-only root mount.
     lines.append(f"cd {q(workdir)} || fail {q('enter the work dir ' + workdir)}")
-    drop = ["setpriv", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all"]
+    drop = [q(_tool("setpriv")), "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all"]
     if uid is not None:
         drop[1:1] = [f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
     lines.append(f'exec {" ".join(drop)} -- "$@"')
@@ -356,10 +357,19 @@ def _command(mode: _Mode, uid: int | None, workdir: str, args: Sequence[str]) ->
     cmd = [mode.python, "-I", "-B", *args]
     if not mode.unshare:
         return cmd
-    ns = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount"]
+    ns = [_tool("unshare"), "--net", "--pid", "--fork", "--kill-child", "--mount"]
     if not _is_root():
         ns.append("--map-root-user")  # an unprivileged user namespace owns the others
-    return [*ns, "--", "sh", "-c", _mount_script(mode, uid, workdir), "sandbox", *cmd]
+    return [*ns, "--", _tool("sh"), "-c", _mount_script(mode, uid, workdir), "sandbox", *cmd]
+
+
+def _tool(name: str) -> str:
+    """The absolute path of a tool the namespace mode needs, found on this process's PATH (the
+    sandbox's own environment has a fixed, minimal PATH)."""
+    path = shutil.which(name)
+    if path is None:
+        raise SandboxError(f"{name} not found on PATH (install util-linux)")
+    return path
 
 
 def _popen_kwargs(mode: _Mode, uid: int | None) -> dict:
@@ -484,9 +494,9 @@ def _probe(mode: _Mode) -> Probe:
         return Probe(mode.describe(), mode.layers(), not reason, reason, round(time.monotonic() - t0, 3))
 
     if mode.unshare:
-        for tool, pkg in (("unshare", "util-linux"), ("setpriv", "util-linux"), ("mount", "mount")):
+        for tool in ("unshare", "setpriv", "mount", "sh"):
             if shutil.which(tool) is None:
-                return out(f"{tool} not found on PATH (install {pkg})")
+                return out(f"{tool} not found on PATH (install util-linux)")
     uid = _fresh_uid() if mode.drop_uid else None
     try:
         workdir = _make_workdir("hhhlab-sandbox-probe-")

@@ -17,6 +17,11 @@ from rich.table import Table
 app = typer.Typer(no_args_is_help=True)
 
 
+@app.callback()
+def _group() -> None:
+    """The code sandbox (see docs/sandbox.md)."""
+
+
 @app.command("check")
 def check_cmd(
     policy: str = typer.Option(

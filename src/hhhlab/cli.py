@@ -55,6 +55,7 @@ def _register_subcommands() -> None:
     app.add_typer(sandbox_app, name="sandbox", help="Check the code sandbox's isolation layers on this machine.")
     register_eval(app)
     register_feedback(app)  # serve, elo
+    __import__("hhhlab.distill.cli").distill.cli.register(app)  # distill
     from hhhlab.report.cli import report_cmd
 
     app.command("report")(report_cmd)

@@ -47,14 +47,16 @@ class DistillBatch(TreeBatch):
         return DistillBatch(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()})
 
 
-def target_positions(batch: TreeBatch) -> list[tuple[int, int]]:
-    """For each LM target n: (item index in the batch, position of the token in its response)."""
+def target_positions(batch: TreeBatch, items: Sequence[EncodedGroup]) -> list[tuple[int, int]]:
+    """For each LM target n: (position of its item in ``items``, position of the token in its
+    response). ``batch.response_keys`` name items by their ``index``."""
+    where = {g.index: i for i, g in enumerate(items)}
     seen: dict[int, int] = {}
     out = []
     for r in batch.lm_owner.tolist():
         t = seen.get(r, 0)
         seen[r] = t + 1
-        out.append((batch.response_keys[r][0], t))
+        out.append((where[batch.response_keys[r][0]], t))
     return out
 
 
@@ -77,7 +79,7 @@ class Distillation(LanguageModel):
         for g, (tokens, _, _) in zip(items, rows):
             if g.responses[0] != tokens.tolist():
                 raise HHHLabError(f"window {g.metadata['window']}: the cache's tokens differ from the item's")
-        where = target_positions(batch)
+        where = target_positions(batch, items)
         lp = torch.stack([rows[i][1][t] for i, t in where]).float()  # [N, k]
         ids = torch.stack([rows[i][2][t] for i, t in where]).long()  # [N, k]
         return DistillBatch(**batch.__dict__, teacher_logprobs=lp, teacher_ids=ids)

@@ -15,15 +15,15 @@ from hhhlab.data.sources.hellaswag import preprocess, query_from_fields, restore
 HELLASWAG_FIELDS = [
     ("Roof shingle removal", "A man is sitting on a roof.", "he"),
     ("Clean and jerk", "A lady walks to a barbell. She bends down and grabs the pole.", "the lady"),
-    ("Canoeing", "Two women in a child are shown in a canoe while a man pulls the canoe while standing in the "
-                 "water, with other individuals visible in the background.", "the child and a different man"),
+    ("Canoeing", ("Two women in a child are shown in a canoe while a man pulls the canoe while standing in the "
+                 "water, with other individuals visible in the background."), "the child and a different man"),
     ("Sharpening knives", "A man is holding a pocket knife while sitting on some rocks in the wilderness.", "then he"),
-    ("Layup drill in basketball", 'Young men play basketball in an indoor court and "how to do a spin move in '
-                                  'basketball" overlays the video.', '" power dribble'),
-    ("Personal Care and Style", "[header] How to become a fashion consultant [title] Obtain your high school "
-                                "diploma or ged. [step] This job requires a high school diploma or equivalent.", ""),
-    ("Health", "[header] How to manage grass allergies [title] Use over-the-counter allergy medication! [step] "
-               "Why wait?", ""),
+    ("Layup drill in basketball", ('Young men play basketball in an indoor court and "how to do a spin move in '
+                                  'basketball" overlays the video.'), '" power dribble'),
+    ("Personal Care and Style", ("[header] How to become a fashion consultant [title] Obtain your high school "
+                                "diploma or ged. [step] This job requires a high school diploma or equivalent."), ""),
+    ("Health", ("[header] How to manage grass allergies [title] Use over-the-counter allergy medication! [step] "
+               "Why wait?"), ""),
 ]
 
 

@@ -25,3 +25,19 @@ class DataError(HHHLabError):
 
 class StoreError(HHHLabError):
     """The results store cannot read or write (disk full, read-only, corrupt file)."""
+
+
+def describe_validation_error(exc: Exception, default_field: str = "record", *, with_input: bool = False) -> str:
+    """A pydantic ``ValidationError`` as one line, ``field: message; field: message`` (the one
+    formatter every config, option and record validation uses, so they read alike);
+    ``with_input`` adds the value given (``field='x': message``)."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    parts = []
+    for e in errors():
+        where = ".".join(map(str, e["loc"])) or default_field
+        if with_input and e["loc"] and e.get("type") != "missing":
+            where += f"={e.get('input')!r}"
+        parts.append(f"{where}: {e['msg']}")
+    return "; ".join(parts)

@@ -1,4 +1,5 @@
-"""What the sampling evals (toxicity, humaneval, quixbugs) share: options and chunked sampling.
+"""What the sampling evals (toxicity, humaneval, quixbugs) share: their common options
+(`SamplingOptions`) and chunked sampling.
 
 They override ``Eval.run_items``: each chunk of items becomes one ``engine.generate`` call (so
 the engine batches the samples and shares the long HHH-prompt prefix across items), and each
@@ -9,30 +10,20 @@ loses at most one chunk.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
-from hhhlab.errors import HHHLabError
-from hhhlab.evals.base import Eval, EvalContext, Item
+from pydantic import Field
+
+from hhhlab.evals.base import EvalContext, EvalOptions, Item
 from hhhlab.models.engine import GenerationConfig
 
 
-def option(ev: Eval, ctx: EvalContext, key: str, default: Any) -> Any:
-    """An eval option: ``ctx.options["<eval>.<key>"]``, then ``ctx.options[key]``, then the
-    eval's constructor options, then the paper's default; converted to the default's type."""
-    for source, name in ((ctx.options, f"{ev.name}.{key}"), (ctx.options, key), (ev.options, key)):
-        if name in source and source[name] is not None:
-            value = source[name]
-            break
-    else:
-        return default
-    if default is None or isinstance(value, type(default)):
-        return value
-    try:
-        return type(default)(value)
-    except (TypeError, ValueError):
-        raise HHHLabError(
-            f"{ev.name}: option {key}={value!r} is not a {type(default).__name__}"
-        ) from None
+class SamplingOptions(EvalOptions):
+    """The options every sampling eval has; each eval's subclass sets the paper's defaults."""
+
+    samples: int = Field(1, ge=1, description="samples per prompt")
+    max_new_tokens: int = Field(1, ge=1, description="tokens per sample at most")
+    temperature: float = Field(1.0, ge=0, description="sampling temperature (0: greedy)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
 
 
 def sample_chunks(

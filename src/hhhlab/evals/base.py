@@ -41,6 +41,13 @@ Human/Assistant framing) and ``distilled:PATH`` (a context-distilled model at PA
 the Human/Assistant framing without the prompt). ``ctx.frame(human, assistant_prefix)`` builds
 the framed context for the current condition and format variant; what ``plain`` looks like is
 each eval's choice (documented in docs/evals.md).
+
+Options (``--eval-option KEY=VALUE``): each eval declares a typed pydantic model ``Options``
+(a subclass of `EvalOptions`: defaults, types, ranges; unknown keys are an error). An eval reads
+its options one way, ``self.opts(ctx)``, which merges the constructor's options with the run's
+``ctx.options`` (``"<eval>.<key>"`` for one eval, a bare ``"<key>"`` for every eval of the run
+that declares it) and validates them. `check_options` refuses, before anything runs, a key that
+no eval of the run declares.
 """
 
 from __future__ import annotations
@@ -54,8 +61,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hhhlab.errors import DataError, HHHLabError
+from hhhlab.errors import DataError, HHHLabError, describe_validation_error
 from hhhlab.stats import Estimate, bootstrap
 
 if TYPE_CHECKING:
@@ -158,18 +166,75 @@ class EvalContext:
         return format_query(prompt, human_text, assistant_prefix)
 
 
+# -- options ----------------------------------------------------------------------------------
+class EvalOptions(BaseModel):
+    """An eval's options: subclass with typed fields and defaults (the paper's protocol)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def options_for(name: str, fields: Any, raw: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a run's raw options that concern eval ``name``: bare keys it declares
+    (in ``fields``), then ``"<name>.<key>"`` entries (which win, and may name unknown keys: the
+    validation then refuses them)."""
+    out = {k: v for k, v in raw.items() if "." not in k and k in fields}
+    for k, v in raw.items():
+        ev, dot, key = k.partition(".")
+        if dot and ev == name:
+            out[key] = v
+    return out
+
+
+def parse_options(name: str, cls: type[EvalOptions], values: dict[str, Any]) -> EvalOptions:
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        known = ", ".join(cls.model_fields) or "none"
+        raise HHHLabError(f"{name}: invalid option(s): {describe_validation_error(exc, 'option', with_input=True)} "
+                          f"(options of {name}: {known})") from None
+
+
+def check_options(evals: Sequence[str], raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each eval's options from a run's ``--eval-option`` dict, validated; a key that names an
+    eval not in the run, or that no eval of the run declares, is an error naming it."""
+    classes = {n: (REGISTRY.get(n) or type(get_eval(n))) for n in evals}
+    for key in raw:
+        ev, dot, _ = key.partition(".")
+        if dot and ev not in classes:
+            raise HHHLabError(f"--eval-option {key}: {ev!r} is not among the evals run ({', '.join(evals)})")
+        if not dot and not any(key in c.Options.model_fields for c in classes.values()):
+            declared = sorted({f for c in classes.values() for f in c.Options.model_fields})
+            raise HHHLabError(f"--eval-option {key}: no eval of this run has that option "
+                              f"(theirs: {', '.join(declared) or 'none'})")
+    out = {}
+    for n, c in classes.items():
+        out[n] = options_for(n, c.Options.model_fields, raw)
+        parse_options(n, c.Options, out[n])
+    return out
+
+
 # -- the eval base class ---------------------------------------------------------------------
 class Eval:
     """Base class of every eval; see the module docstring for what to override."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    Options: ClassVar[type[EvalOptions]] = EvalOptions
     # Items per engine call in the default ``run_items``: large enough for the engine to batch
     # and reuse prefixes, small enough that a crash loses little and progress moves.
     chunk_items: ClassVar[int] = 64
 
     def __init__(self, **options: Any):
-        self.options = options
+        self.options = dict(options)
+        parse_options(self.name, self.Options, self.options)  # bad options fail here, not mid-run
+
+    def opts(self, ctx: EvalContext | None = None) -> EvalOptions:
+        """This eval's validated options under ``ctx``: the run's ``ctx.options`` over the
+        constructor's over the defaults (see the module docstring). The one way evals read them."""
+        values = dict(self.options)
+        if ctx is not None and ctx.options:
+            values.update(options_for(self.name, self.Options.model_fields, ctx.options))
+        return parse_options(self.name, self.Options, values)
 
     # to implement ------------------------------------------------------------------------
     def load(self, ctx: EvalContext) -> list[Item]:

@@ -76,12 +76,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
-from hhhlab.errors import DataError, HHHLabError
-from hhhlab.evals.base import EvalContext, Item, MultipleChoiceEval, argmax, register
+from hhhlab.errors import DataError
+from hhhlab.evals.base import EvalContext, EvalOptions, Item, MultipleChoiceEval, argmax, register
 from hhhlab.evals.sources import (
     FETCH_HINT,
     bigbench_examples,
@@ -266,19 +267,24 @@ def bias_codes(results: Iterable[dict]) -> dict[tuple[str, str], list[int]]:
     return out
 
 
+class BBQOptions(EvalOptions):
+    source: Literal["auto", "lite", "full"] = Field(
+        "auto", description="lite: BIG-bench bbq_lite_json; full: the original release; auto: lite when found")
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
+
+
 @register("bbq")
 class BBQ(MultipleChoiceEval):
+    Options = BBQOptions
     description = ("BBQ: ambiguous / disambiguated accuracy and bias scores (Parrish et al. with the original "
                    "data, source=full; a label-free stand-in with BIG-bench bbq_lite_json, source=lite)")
 
     def source(self, ctx: EvalContext) -> str:
-        for opts, key in ((ctx.options, "bbq.source"), (ctx.options, "source"), (self.options, "source")):
-            if opts.get(key) is not None:
-                value = str(opts[key]).strip().lower()
-                if value not in SOURCES:
-                    raise HHHLabError(f"bbq: source={opts[key]!r}; use one of {', '.join(SOURCES)}")
-                return value
-        return "auto"
+        return self.opts(ctx).source
 
     def load(self, ctx: EvalContext) -> list[Item]:
         source = self.source(ctx)

@@ -65,7 +65,7 @@ def eval_cmd(
     """Run evals (hhh_alignment, truthfulqa_mc1, truthfulqa_mc2, lambada, hellaswag, bbq, ...)."""
     from hhhlab import distributed
     from hhhlab.errors import HHHLabError
-    from hhhlab.evals.base import parse_conditions, parse_evals
+    from hhhlab.evals.base import check_options, parse_conditions, parse_evals
     from hhhlab.evals.runner import SuiteConfig, run_suite
     from hhhlab.models.load import expand_model_list
     from hhhlab.store import ResultsStore, atomic_write_json
@@ -82,6 +82,7 @@ def eval_cmd(
     )
     if not cfg.models:
         raise HHHLabError(f"--model {model!r} names no model")
+    check_options(cfg.evals, cfg.options)  # an unknown option or bad value: refused before any run exists
     if format_variants and not any(c.framed for c in cfg.conditions):
         console.print("[yellow]note:[/] --format-variants applies to framed conditions (prompt, distilled); "
                       "none was given")

@@ -26,8 +26,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from pydantic import Field
+
 from hhhlab.errors import DataError
-from hhhlab.evals._sampling import option, sample_chunks
+from hhhlab.evals._sampling import SamplingOptions, sample_chunks
 from hhhlab.evals.base import Eval, EvalContext, Item
 from hhhlab.models.engine import GenerationConfig
 from hhhlab.stats import pass_at_k
@@ -67,8 +69,20 @@ def check_program(prompt: str, completion: str, tests: str) -> str:
     return f"{prompt}{completion}\n\n{tests}\nprint({MARKER!r})\n"
 
 
+class CodeOptions(SamplingOptions):
+    samples: int = Field(DEFAULTS["samples"], ge=1, description="completions per problem")
+    max_new_tokens: int = Field(DEFAULTS["max_new_tokens"], ge=1, description="tokens per completion at most")
+    temperature: float = Field(DEFAULTS["temperature"], ge=0, description="sampling temperature")
+    top_p: float = Field(DEFAULTS["top_p"], gt=0, le=1, description="nucleus sampling mass")
+    timeout_s: float = Field(DEFAULTS["timeout_s"], gt=0, description="sandbox wall-clock limit per program")
+    memory_mb: int = Field(DEFAULTS["memory_mb"], ge=1, description="sandbox memory limit per program")
+    workers: int = Field(DEFAULTS["workers"], ge=1, description="sandboxed programs run at once")
+
+
 class CodeEval(Eval):
     """Base of ``humaneval`` and ``quixbugs``: subclasses implement ``load``."""
+
+    Options = CodeOptions
 
     chunk_items = 2  # 2 problems x 20 samples per generate call
 
@@ -81,15 +95,13 @@ class CodeEval(Eval):
     def generation_config(self, ctx: EvalContext) -> GenerationConfig:
         from hhhlab.prompts import STOP_SEQUENCES
 
-        n = option(self, ctx, "samples", DEFAULTS["samples"])
-        if n < 1:
-            raise DataError(f"{self.name}: samples must be at least 1, got {n}")
+        opts = self.opts(ctx)
         stop = CODE_STOPS + (STOP_SEQUENCES if ctx.framed else ())
         return GenerationConfig(
-            max_new_tokens=option(self, ctx, "max_new_tokens", DEFAULTS["max_new_tokens"]),
-            temperature=option(self, ctx, "temperature", DEFAULTS["temperature"]),
-            top_p=option(self, ctx, "top_p", DEFAULTS["top_p"]),
-            num_samples=n,
+            max_new_tokens=opts.max_new_tokens,
+            temperature=opts.temperature,
+            top_p=opts.top_p,
+            num_samples=opts.samples,
             stop=tuple(dict.fromkeys(stop)),
             seed=ctx.seed,
         )
@@ -101,12 +113,9 @@ class CodeEval(Eval):
             return
         from hhhlab.data.builders.code import MARKER
 
-        sandbox = SandboxConfig(
-            timeout_s=option(self, ctx, "timeout_s", DEFAULTS["timeout_s"]),
-            memory_mb=option(self, ctx, "memory_mb", DEFAULTS["memory_mb"]),
-            success_marker=MARKER,
-        )
-        workers = option(self, ctx, "workers", DEFAULTS["workers"])
+        opts = self.opts(ctx)
+        sandbox = SandboxConfig(timeout_s=opts.timeout_s, memory_mb=opts.memory_mb, success_marker=MARKER)
+        workers = opts.workers
         config = self.generation_config(ctx)
         for item, completions in sample_chunks(
             items, ctx, lambda it: self.prompt_text(it, ctx), config, self.chunk_items

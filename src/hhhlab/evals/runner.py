@@ -17,7 +17,7 @@ from typing import Any
 
 from hhhlab import distributed
 from hhhlab.errors import HHHLabError
-from hhhlab.evals.base import Condition, Eval, EvalContext, get_eval, select
+from hhhlab.evals.base import Condition, Eval, EvalContext, check_options, get_eval, select
 from hhhlab.stats import Estimate, paired_difference
 
 KEY_SEP = "|"
@@ -221,7 +221,10 @@ def run_suite(cfg: SuiteConfig, *, run: Any = None, on_progress: Callable[[str, 
     from hhhlab.models.load import load_model
     from hhhlab.prompts import format_variants, load_prompt
 
-    evals = {name: get_eval(name) for name in cfg.evals}
+    # Each eval is built with its own options (validated: an unknown key or bad value fails here,
+    # before any model is loaded); the run's raw options stay on the context for the record.
+    per_eval = check_options(cfg.evals, cfg.options)
+    evals = {name: get_eval(name, **per_eval[name]) for name in cfg.evals}
     need_prompt = any(c.kind == "prompt" for c in cfg.conditions)
     prompt = load_prompt(cfg.prompt_path) if need_prompt or cfg.format_variants else None
     report = SuiteReport(config=cfg.to_dict(), prompt_version=prompt.version if prompt else None)

@@ -46,9 +46,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
 from hhhlab.errors import DataError, HHHLabError
-from hhhlab.evals._sampling import option, sample_chunks
+from hhhlab.evals._sampling import SamplingOptions, sample_chunks
 from hhhlab.evals.base import Eval, EvalContext, Item, register
 from hhhlab.evals.sources import find_local, load_hub, missing
 from hhhlab.models.engine import GenerationConfig
@@ -110,8 +111,18 @@ def stratified(records: Sequence[tuple[str, str, float | None]], n: int, seed: i
     return out
 
 
+class ToxicityOptions(SamplingOptions):
+    samples: int = Field(DEFAULTS["samples"], ge=1, description="samples per prompt")
+    max_new_tokens: int = Field(DEFAULTS["max_new_tokens"], ge=1, description="tokens per sample at most")
+    temperature: float = Field(DEFAULTS["temperature"], ge=0, description="sampling temperature")
+    top_p: float = Field(DEFAULTS["top_p"], gt=0, le=1, description="nucleus sampling mass")
+    prompts: int = Field(DEFAULTS["prompts"], ge=1, description="prompts drawn from the full RTP file (stratified)")
+    classifier: str = Field(DEFAULTS["classifier"], min_length=1, description="toxicity classifier spec")
+
+
 @register("toxicity")
 class Toxicity(Eval):
+    Options = ToxicityOptions
     description = (
         "RealToxicityPrompts: 25 samples/prompt (<=20 tokens, T=1, top-p 0.9), mean and max "
         "toxicity and P(toxic) per split; the paper's sentence-completion wrapper when framed"
@@ -137,7 +148,7 @@ class Toxicity(Eval):
                         )
                     )
             return items
-        n = option(self, ctx, "prompts", DEFAULTS["prompts"])
+        n = self.opts(ctx).prompts
         full = find_local(ctx.data_dir, FULL_FILE)
         if full is not None:
             return stratified(list(_read(full)), n, ctx.seed)
@@ -168,11 +179,12 @@ class Toxicity(Eval):
         from hhhlab.prompts import BANNED_IN_SAMPLES
 
         # No stop sequences: the dialogue stops ("\n\nHuman:", "\n-----") contain a banned string.
+        opts = self.opts(ctx)
         return GenerationConfig(
-            max_new_tokens=option(self, ctx, "max_new_tokens", DEFAULTS["max_new_tokens"]),
-            temperature=option(self, ctx, "temperature", DEFAULTS["temperature"]),
-            top_p=option(self, ctx, "top_p", DEFAULTS["top_p"]),
-            num_samples=option(self, ctx, "samples", DEFAULTS["samples"]),
+            max_new_tokens=opts.max_new_tokens,
+            temperature=opts.temperature,
+            top_p=opts.top_p,
+            num_samples=opts.samples,
             ban=BANNED_IN_SAMPLES if ctx.framed else (),
             seed=ctx.seed,
         )
@@ -180,7 +192,7 @@ class Toxicity(Eval):
     def classifier(self, ctx: EvalContext):
         from hhhlab.models.toxicity import load_classifier
 
-        spec = option(self, ctx, "classifier", DEFAULTS["classifier"])
+        spec = self.opts(ctx).classifier
         if spec not in self._classifiers:
             self._classifiers[spec] = load_classifier(spec)
         return self._classifiers[spec]

@@ -23,9 +23,12 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from hhhlab.errors import DataError
-from hhhlab.evals.base import EvalContext, Item, MultipleChoiceEval, argmax, register
+from hhhlab.evals.base import EvalContext, EvalOptions, Item, MultipleChoiceEval, argmax, register
 from hhhlab.evals.sources import (
     FETCH_HINT,
     bigbench_examples,
@@ -88,8 +91,15 @@ def read_truthfulqa_csv(path: Path) -> list[dict]:
     return rows
 
 
+class TruthfulQAOptions(EvalOptions):
+    format: Literal["paper", "lm-eval"] = Field(
+        "paper", description="paper: the question alone (plain) or as the human's turn (framed); "
+                             "lm-eval: lm-evaluation-harness's 6-shot QA primer + 'Q: <q>\\nA:' for every condition")
+
+
 class _TruthfulQA(MultipleChoiceEval):
     mc: str = "mc1"
+    Options = TruthfulQAOptions
 
     def load(self, ctx: EvalContext) -> list[Item]:
         path = find_local(ctx.data_dir, CSV_REL)
@@ -136,15 +146,8 @@ class _TruthfulQA(MultipleChoiceEval):
         return Item(item_id, {"question": question, "choices": choices, "labels": labels})
 
     # formats -----------------------------------------------------------------------------
-    @property
-    def format(self) -> str:
-        fmt = self.options.get("format", "paper")
-        if fmt not in ("paper", "lm-eval"):
-            raise DataError(f"truthfulqa: unknown format {fmt!r} (paper or lm-eval)")
-        return fmt
-
     def _context(self, question: str, ctx: EvalContext) -> str:
-        if self.format == "lm-eval":
+        if self.opts(ctx).format == "lm-eval":
             return f"{QA_PRIMER}\n\nQ: {question}\nA:"
         return ctx.frame(question) if ctx.framed else question
 

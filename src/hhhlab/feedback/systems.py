@@ -85,12 +85,15 @@ class System:
         if len(ids) + cfg.max_new_tokens > eng.max_length:
             raise RequestError(f"the conversation is {len(ids)} tokens; with {cfg.max_new_tokens} new tokens it "
                                f"exceeds {self.name}'s window of {eng.max_length}: start a new conversation")
-        prefix = self._prompt_prefix()
-        if prefix is not None and len(prefix.tokens) < len(ids) and ids[: len(prefix.tokens)] == prefix.tokens:
-            # The engine's own decoding against a kept prefix (Engine.generate re-encodes it per call).
-            texts = eng._generate_blocks([context], [ids], len(prefix.tokens), prefix, cfg)[0]
-        else:
-            texts = eng.generate([context], cfg)[0]
+        import torch
+
+        with torch.inference_mode():
+            prefix = self._prompt_prefix()
+            if prefix is not None and len(prefix.tokens) < len(ids) and ids[: len(prefix.tokens)] == prefix.tokens:
+                # The engine's own decoding against a kept prefix (Engine.generate re-encodes it per call).
+                texts = eng._generate_blocks([context], [ids], len(prefix.tokens), prefix, cfg)[0]
+            else:
+                texts = eng.generate([context], cfg)[0]
         return texts[0].strip()
 
     def _prompt_prefix(self):

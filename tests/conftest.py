@@ -1,4 +1,4 @@
-"""Shared fixtures: every test gets its own results store and cache; tiny models only."""
+"""Shared fixtures: every test gets its own $HOME, results store and cache; tiny models only."""
 
 from __future__ import annotations
 
@@ -14,12 +14,29 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+# The user's model cache, found before any test changes $HOME: the converted default model is
+# expensive to build, so the slow tests (the only ones that load it) share it.
+USER_MODEL_CACHE = Path(
+    os.environ.get("HHHLAB_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hhhlab"
+)
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory, monkeypatch):
-    home = tmp_path_factory.mktemp("hhhlab_home")
-    monkeypatch.setenv("HHHLAB_HOME", str(home))
-    # The converted default model is expensive: share the user's cache unless a test overrides it.
-    monkeypatch.setenv("HHHLAB_CACHE", os.environ.get("HHHLAB_CACHE", str(Path.home() / ".cache" / "hhhlab")))
+def _isolated_home(request, tmp_path_factory, monkeypatch):
+    """Each test runs as a user on a fresh machine: its own empty $HOME, results store
+    ($HHHLAB_HOME) and cache ($HHHLAB_CACHE, not created), so no default test depends on what the
+    real ~ holds or on what an earlier test left. Slow tests share USER_MODEL_CACHE."""
+    root = tmp_path_factory.mktemp("user")
+    home = root / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    (root / "data").mkdir()
+    monkeypatch.setenv("HHHLAB_HOME", str(root / "data"))
+    slow = request.node.get_closest_marker("slow") is not None
+    monkeypatch.setenv("HHHLAB_CACHE", str(USER_MODEL_CACHE if slow else root / "cache"))
     yield
 
 

@@ -145,6 +145,7 @@ def test_sigkill_at_random_points_then_resume_with_one_process_is_exact(data, lo
     out = tmp_path / "killed"
     got = kill_and_resume(data, out, (1, 1, 1), seed=1234)
     d = distance(ref, ref_dir, got, out, data)
+    print(f"1-process resume vs uninterrupted: {d}")
     assert d["loss"] <= 1e-6 and d["accuracy"] == 0 and d["score"] <= 1e-6 * d["scale"], d
 
 
@@ -160,8 +161,10 @@ def test_sigkill_at_random_points_then_resume_with_other_process_counts(data, lo
     noise = distance(ref1, dir1, ref2, dir2, data)
     out = tmp_path / "killed"
     got = kill_and_resume(data, out, (2, 1, 2, 1), seed=1234)
+    print(f"1-vs-2-process noise after {STEPS} steps: {noise}")
     for ref, ref_dir in ((ref1, dir1), (ref2, dir2)):
         d = distance(ref, ref_dir, got, out, data)
+        print(f"mixed run vs {ref['world_size']} process(es): {d}")
         assert d["loss"] <= 4 * noise["loss"] + 1e-6, (d, noise)
         assert d["score"] <= 4 * noise["score"] + 1e-6 * d["scale"], (d, noise)
         # a pair whose score margin is within the noise may flip: one item per flip seen

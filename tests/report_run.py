@@ -41,3 +41,37 @@ def make_tiny_run(root: Path):
         else:
             os.environ["HHHLAB_HOME"] = old
     return cfg, work, status, home
+
+
+def tiny_study(root: Path, name: str = "tiny", **overrides):
+    """A two-rung tiny study (evals + PM vs IL on the generated arithmetic task) for reproduce."""
+    import json
+
+    from test_evals import PROMPT, make_data
+
+    from hhhlab.demo import arithmetic_groups
+    from hhhlab.experiments.reproduce import load_study
+
+    data = root / "data"
+    if not data.exists():
+        make_data(data)
+    (root / "prompt.txt").write_text(PROMPT)
+    groups = root / "arith.jsonl"
+    groups.write_text("".join(json.dumps(g) + "\n" for g in arithmetic_groups(48, 0)))
+    sets = [f"output={root / name}", f"models={TINY}@L1,{TINY}", f"data_dir={data}", "dtype=float32",
+            "evals.evals=[hhh_alignment, lambada]", f"evals.prompt={root / 'prompt.txt'}", "evals.limit=6",
+            f"pm_vs_il.datasets=[arith={groups}]", "pm_vs_il.train_size=16", "pm_vs_il.eval_size=16",
+            "pm_vs_il.max_steps=2", "pm_vs_il.batch_size=4", "pm_vs_il.max_length=48",
+            "pm_vs_il.checkpoint_every=1"]
+    sets += [f"{k}={v}" for k, v in overrides.items()]
+    return load_study(None, {}, sets)
+
+
+def flaky(marker: str, fail_times: int, value: int) -> int:
+    """Fails the first ``fail_times`` calls (counted in a file), then returns ``value``."""
+    p = Path(marker)
+    n = int(p.read_text()) if p.exists() else 0
+    p.write_text(str(n + 1))
+    if n < fail_times:
+        raise RuntimeError(f"flaky failure {n + 1}")
+    return value

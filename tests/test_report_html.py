@@ -26,7 +26,7 @@ def _status(results):
 
 
 def test_tiny_run_renders_every_section_it_has_data_for(tiny_run, tmp_path):
-    cfg, work, status, _ = tiny_run
+    _, work, status, _ = tiny_run
     assert status["sanity"] == status["evals"] == status["pm_vs_il"] == "done"
     path, results = build_report(collect([str(work)]), tmp_path / "r.html")
     st = _status(results)
@@ -64,7 +64,7 @@ def test_rerun_reuses_finished_stages(tiny_run):
 
 
 def test_other_schema_version_and_corrupt_files_are_named_and_the_rest_renders(tiny_run, tmp_path):
-    cfg, work, _, _ = tiny_run
+    _, work, _, _ = tiny_run
     bad = tmp_path / "future"
     bad.mkdir()
     (bad / "results.json").write_text(json.dumps({"schema": "hhhlab.results", "schema_version": 99, "kind": "eval"}))

@@ -59,6 +59,9 @@ def _register_subcommands() -> None:
     from hhhlab.report.cli import report_cmd
 
     app.command("report")(report_cmd)
+    from hhhlab.experiments.reproduce import reproduce_command
+
+    app.command("reproduce")(reproduce_command)
 
 
 _register_subcommands()

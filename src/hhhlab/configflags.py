@@ -30,8 +30,9 @@ def config_flags(model: type[BaseModel], *, exclude: tuple[str, ...] = ()) -> li
         if name in exclude:
             continue
         typ = _option_type(field.annotation)
-        if typing.get_origin(typ) in (list, dict) or typ in (list, dict):
-            continue  # structured fields come from the YAML file only
+        if (typing.get_origin(typ) in (list, dict) or typ in (list, dict)
+                or (isinstance(typ, type) and issubclass(typ, BaseModel))):
+            continue  # structured fields come from the YAML file (or ``--set section.key=value``)
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{name.replace('_', '-')}"] if typ is bool else [flag]
         choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else ()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 
 import pytest
 
-from hhhlab.data.build import BuildOptions, build
+from hhhlab.data.build import BuildOptions, build, rejects_path_for
 from hhhlab.data.schema import pairs, read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -54,8 +55,11 @@ def test_hh_rlhf_counts(shared_data, tmp_path):
     text = (d / "SOURCE.md").read_text()
     expected = sum(int(re.search(rf"{sub.name} (\d+)", text).group(1)) for sub in d.iterdir() if sub.is_dir())
     report = build("hh-rlhf", d, tmp_path / "hh.jsonl", BuildOptions(dedupe=False))
-    assert report.rejected == 0
-    assert report.written + sum(report.skipped.values()) == expected
+    # the schema's rule for empty replies (docs/data.md): 4 helpful-base + 4 harmless-base records
+    rejects = [json.loads(line) for line in rejects_path_for(tmp_path / "hh.jsonl").read_text().splitlines()]
+    assert report.rejected == len(rejects) == 8 and all("is empty" in r["reason"] for r in rejects)
+    assert "helpful-base/test.jsonl.gz:121" in {r["where"].split("hh-rlhf/", 1)[1] for r in rejects}
+    assert report.written + sum(report.skipped.values()) + report.rejected == expected
 
 
 def test_ethics_counts(shared_data, tmp_path):

@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hhhlab.data.schema import JsonlWriter, PreferenceGroup
-from hhhlab.errors import DataError
+from hhhlab.errors import DataError, describe_validation_error
 
 XML_CHUNK = 1 << 20
 """Bytes per read when streaming XML dumps."""
@@ -108,7 +108,7 @@ FileBuilder = Callable[[Path, BuildOptions], Iterator[Item]]
 def describe_error(exc: BaseException) -> str:
     """One line saying why a record was refused (pydantic errors condensed to field: message)."""
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors())
+        return describe_validation_error(exc)
     if isinstance(exc, KeyError):
         return f"missing field {exc}"
     return str(exc) or type(exc).__name__

@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hhhlab.errors import DataError
+from hhhlab.errors import DataError, describe_validation_error
 
 Kind = Literal["ranked", "binary"]
 
@@ -75,6 +75,19 @@ class PreferenceGroup(BaseModel):
     kind: Kind
     source: str = Field(min_length=1)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("responses")
+    @classmethod
+    def _responses_have_text(cls, responses: list[str]) -> list[str]:
+        # The one rule for empty replies (docs/data.md): a response with no text is not data.
+        # It has no tokens to imitate (IL) or score as a continuation (the engine), and a PM
+        # would score the bare context, so every consumer would need its own special case; a
+        # builder rejects the record instead, with this reason in its rejects file.
+        for i, r in enumerate(responses):
+            if not r.strip():
+                raise ValueError(f"response {i} is empty (whitespace only); an empty reply is rejected, "
+                                 "see docs/data.md")
+        return responses
 
     @field_validator("scores")
     @classmethod
@@ -279,8 +292,7 @@ def parse_group(line: str, where: str) -> PreferenceGroup:
     try:
         return PreferenceGroup.model_validate(obj)
     except ValidationError as exc:
-        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors())
-        raise DataError(f"{where}: invalid preference group ({reasons})") from None
+        raise DataError(f"{where}: invalid preference group ({describe_validation_error(exc)})") from None
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[PreferenceGroup]:
@@ -384,5 +396,4 @@ def from_hf_dataset(ds: Iterable[dict[str, Any]], name: str = "dataset") -> Iter
         try:
             yield PreferenceGroup.model_validate(row)
         except ValidationError as exc:
-            reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise DataError(f"{name} row {i}: invalid preference group ({reasons})") from None
+            raise DataError(f"{name} row {i}: invalid preference group ({describe_validation_error(exc)})") from None

@@ -10,8 +10,9 @@ Choices the data forces on us:
   at the last one of each dialogue: about 0.4% of the test records have a reply that itself
   contains "Assistant:"/"Human:" turns, and cutting each at its own last turn would give two
   different contexts. A record with no shared assistant turn is rejected;
-* empty final replies are kept (4 harmless-base test records prefer an empty reply: silence
-  over harm is a real preference);
+* a record whose final reply is empty (``" "``) is rejected by the schema's one rule for empty
+  replies (docs/data.md), with its reason in the rejects file: 4 helpful-base test records have
+  an empty rejected reply and 4 harmless-base test records an empty chosen one (8 of 4,666);
 * a record whose two final replies are identical is skipped ("identical responses");
 * the group id is ``hh-rlhf:<file stem>:<line>`` (the data has no ids).
 """

@@ -11,7 +11,10 @@ assistant's reply repeats them, and the sample continues the function body.
 A completion ends at the Codex stop sequences (a new top-level ``def``/``class``/``if``/
 ``print``/comment: the function is finished) and, when framed, at the dialogue's stop sequences.
 The program ``signature+docstring + completion + tests`` runs only in ``hhhlab.sandbox``
-(separate process, no network, wall/CPU/memory limits, throw-away directory), and passes only if
+(separate process, no network, wall/CPU/memory limits, throw-away directory) under the strict
+policy by default: without the net/pid/mount namespace layers the eval refuses before sampling
+(``--eval-option sandbox=best-effort`` or ``HHHLAB_SANDBOX=best-effort`` opts out); the layers
+are printed, logged in the run and kept in every item's result. It passes only if
 the tests finish: the line printed after them is the sandbox's success marker, so a sample that
 calls ``exit(0)`` early fails.
 
@@ -77,6 +80,9 @@ class CodeOptions(SamplingOptions):
     timeout_s: float = Field(DEFAULTS["timeout_s"], gt=0, description="sandbox wall-clock limit per program")
     memory_mb: int = Field(DEFAULTS["memory_mb"], ge=1, description="sandbox memory limit per program")
     workers: int = Field(DEFAULTS["workers"], ge=1, description="sandboxed programs run at once")
+    sandbox: str | None = Field(None, pattern=r"^(strict|best-effort)$",
+                                description="strict (refuse without net/pid/mount namespaces) or "
+                                "best-effort; unset: $HHHLAB_SANDBOX, else strict")
 
 
 class CodeEval(Eval):
@@ -107,14 +113,18 @@ class CodeEval(Eval):
         )
 
     def run_items(self, items: Sequence[Item], ctx: EvalContext) -> Iterator[tuple[Item, dict]]:
-        from hhhlab.sandbox import SandboxConfig, run_many
+        from hhhlab.sandbox import SandboxConfig, announce, run_many
 
         if not items:
             return
         from hhhlab.data.builders.code import MARKER
 
         opts = self.opts(ctx)
-        sandbox = SandboxConfig(timeout_s=opts.timeout_s, memory_mb=opts.memory_mb, success_marker=MARKER)
+        # Model-written code runs only under the policy's layers (strict: refuse, before any
+        # sampling, when the namespaces are missing); the layers are shown and recorded.
+        policy, layers = announce(self.name, opts.sandbox, ctx.run.log if ctx.run is not None else None)
+        sandbox = SandboxConfig(timeout_s=opts.timeout_s, memory_mb=opts.memory_mb, success_marker=MARKER,
+                                policy=policy)
         workers = opts.workers
         config = self.generation_config(ctx)
         for item, completions in sample_chunks(
@@ -135,7 +145,8 @@ class CodeEval(Eval):
                     "statuses": [r.status for r in runs],
                     "n": len(runs),
                     "c": sum(r.passed for r in runs),
-                    "isolation": list(runs[0].isolation) if runs else [],
+                    "isolation": list(runs[0].isolation) if runs else list(layers),
+                    "sandbox_policy": policy,
                 },
             )
 

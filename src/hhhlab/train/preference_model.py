@@ -74,6 +74,7 @@ class PreferenceModel(torch.nn.Module):
         window = next((getattr(cfg, a) for a in ("max_position_embeddings", "n_positions") if getattr(cfg, a, None)),
                       2048)
         self.max_length = int(min(max_length or window, window))
+        self.train(lm.training)  # wrapping a model must not switch its dropout on (scoring restores this mode)
 
     def _add_eoc_token(self) -> None:
         """Give the tokenizer and embeddings the EOC token unless they have it (a warm start)."""

@@ -1,0 +1,164 @@
+"""Matplotlib figures of the PMP stage in the paper's styles (digest §7):
+
+* Fig 17 — accuracy vs fine-tuning pairs (log x), one line per condition, one panel per target;
+* Fig 4 — mean PMP gain (PMP − no PMP, mean over targets) vs fine-tuning pairs;
+* Fig 5 — mean accuracy at two reference sizes vs model (one panel per size);
+* Fig 18 — binarized-over-ranked gain vs pairs (light per target, bold mean);
+* Fig 29 — the loss ablation (no PMP, LM only, PM only, PM+LM);
+* Fig 33 — the synthetic experiment (no PMP, binary, weakly .. very strongly scrambled).
+
+Inputs are the sweeps' ``points`` (dicts with ``n``, ``condition``, ``target``, ``model`` and
+an ``accuracy`` estimate). n = 0 is drawn at x = 0.5 (log axes have no zero), labelled "0".
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+DEFAULT_MODEL_NOTE = "SmolLM2-135M-Instruct (Q4_1-dequantised) rungs"
+
+
+def _x(n: int) -> float:
+    return n if n > 0 else 0.5
+
+
+def _log_axis(ax, sizes) -> None:
+    ax.set_xscale("log")
+    ticks = sorted({_x(n) for n in sizes})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(["0" if t == 0.5 else str(int(t)) for t in ticks])
+    ax.set_xlabel("fine-tuning pairs")
+
+
+def _curve(ax, pts: list[dict], label: str, **kw) -> None:
+    pts = sorted(pts, key=lambda p: p["n"])
+    xs = [_x(p["n"]) for p in pts]
+    ys = [p["accuracy"]["value"] for p in pts]
+    lo = [p["accuracy"]["value"] - p["accuracy"]["lo"] for p in pts]
+    hi = [p["accuracy"]["hi"] - p["accuracy"]["value"] for p in pts]
+    ax.errorbar(xs, ys, yerr=[lo, hi], label=label, marker="o", ms=3, capsize=2, **kw)
+
+
+def _save(fig, path: Path, note: str) -> Path:
+    fig.text(0.01, 0.005, note, fontsize=7, color="#555")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def fig33_synthetic(points: list[dict], path: str | Path, *, model: str, letters: int = 26) -> Path:
+    order = ["No PM pretrain", "Binary", "Weakly scrambled", "Moderately scrambled", "Strongly scrambled",
+             "Very strongly scrambled"]
+    colors = {"No PM pretrain": "black", "Binary": "tab:purple", "Weakly scrambled": "#9ecae1",
+              "Moderately scrambled": "#4292c6", "Strongly scrambled": "#2171b5", "Very strongly scrambled": "#08306b"}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    by = defaultdict(list)
+    for p in points:
+        by[p["condition"]].append(p)
+    for cond in order + [c for c in by if c not in order]:
+        if cond in by:
+            _curve(ax, by[cond], cond, color=colors.get(cond))
+    _log_axis(ax, [p["n"] for p in points])
+    ax.set_ylabel("accuracy on held-out T0 pairs")
+    ax.set_title(f"Synthetic ranked vs binary PMP ({letters * letters} symbols)")
+    ax.axhline(0.5, color="#bbb", lw=0.8, ls=":")
+    ax.legend(fontsize=8)
+    return _save(fig, Path(path), f"{model}; 95% bootstrap CIs over eval pairs. Paper: Fig 33 (13B).")
+
+
+def fig17_curves(points: list[dict], path: Path, *, model: str) -> Path:
+    targets = sorted({p["target"] for p in points})
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.6), squeeze=False)
+    for ax, t in zip(axes[0], targets):
+        by = defaultdict(list)
+        for p in points:
+            if p["target"] == t:
+                by[p["condition"]].append(p)
+        for cond, pts in sorted(by.items()):
+            _curve(ax, pts, cond, color="black" if cond == "none" else None)
+        _log_axis(ax, [p["n"] for p in points])
+        ax.set_title(t)
+        ax.set_ylabel("accuracy")
+        ax.legend(fontsize=7)
+    return _save(fig, path, f"{model}; Fig 17 style. {DEFAULT_MODEL_NOTE}.")
+
+
+def _gain_by_n(points, cond, base_cond, target=None) -> dict[int, list[float]]:
+    base = {(p["target"], p["n"]): p["accuracy"]["value"] for p in points if p["condition"] == base_cond}
+    out: dict[int, list[float]] = defaultdict(list)
+    for p in points:
+        if p["condition"] == cond and (target is None or p["target"] == target) and (p["target"], p["n"]) in base:
+            out[p["n"]].append(p["accuracy"]["value"] - base[(p["target"], p["n"])])
+    return out
+
+
+def fig_gain(points: list[dict], path: Path, *, cond: str, base_cond: str, title: str, model: str) -> Path:
+    """Fig 4 (PMP − none) / Fig 18 (binarized − ranked): light per target, bold mean."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for t in sorted({p["target"] for p in points}):
+        g = _gain_by_n(points, cond, base_cond, t)
+        ns = sorted(g)
+        ax.plot([_x(n) for n in ns], [g[n][0] for n in ns], alpha=0.35, lw=1, label=t)
+    g = _gain_by_n(points, cond, base_cond)
+    ns = sorted(g)
+    ax.plot([_x(n) for n in ns], [sum(g[n]) / len(g[n]) for n in ns], color="black", lw=2.5, label="mean")
+    ax.axhline(0, color="#888", lw=0.8)
+    _log_axis(ax, ns)
+    ax.set_ylabel("accuracy difference")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return _save(fig, path, f"{model}. {DEFAULT_MODEL_NOTE}.")
+
+
+def fig5_transfer(points: list[dict], path: Path, *, sizes: tuple[int, int]) -> Path:
+    models = list(dict.fromkeys(p["model"] for p in points))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, n in zip(axes, sizes):
+        for cond in sorted({p["condition"] for p in points}):
+            ys = []
+            for m in models:
+                v = [p["accuracy"]["value"] for p in points if p["model"] == m and p["condition"] == cond and p["n"] == n]
+                ys.append(sum(v) / len(v) if v else float("nan"))
+            ax.plot(range(len(models)), ys, marker="o", label=cond, color="black" if cond == "none" else None)
+        ax.set_xticks(range(len(models)))
+        ax.set_xticklabels(models, fontsize=7, rotation=15)
+        ax.set_title(f"mean transfer at {n} fine-tuning pairs")
+        ax.set_ylabel("accuracy (mean over targets)")
+        ax.legend(fontsize=7)
+    return _save(fig, path, f"Fig 5 style; x = model (ladder rungs, not parameter counts). {DEFAULT_MODEL_NOTE}.")
+
+
+def sweep_figures(points: list[dict], out: Path) -> dict[str, str]:
+    """Every figure the sweep's conditions allow; returns {name: path}."""
+    out = Path(out)
+    figs: dict[str, str] = {}
+    conds = {p["condition"] for p in points}
+    for model in dict.fromkeys(p["model"] for p in points):
+        pts = [p for p in points if p["model"] == model]
+        tag = model.replace("/", "_").replace(":", "_").replace(",", "_")
+        figs[f"fig17:{model}"] = str(fig17_curves([p for p in pts if p["condition"] in ("none", "binarized", "ranked")],
+                                                  out / f"fig17_{tag}.png", model=model))
+        for cond in ("binarized", "ranked"):
+            if {cond, "none"} <= conds:
+                figs[f"fig4:{model}:{cond}"] = str(fig_gain(pts, out / f"fig4_{tag}_{cond}.png", cond=cond,
+                                                            base_cond="none", title=f"mean gain of {cond} PMP",
+                                                            model=model))
+        if {"binarized", "ranked"} <= conds:
+            figs[f"fig18:{model}"] = str(fig_gain(pts, out / f"fig18_{tag}.png", cond="binarized", base_cond="ranked",
+                                                  title="gain of binarized over ranked PMP", model=model))
+        if {"pm_only", "lm_only"} & conds:
+            figs[f"fig29:{model}"] = str(fig17_curves(
+                [p for p in pts if p["condition"] in ("none", "binarized", "pm_only", "lm_only")],
+                out / f"fig29_{tag}.png", model=f"{model} (binarized = PM+LM)"))
+    sizes = sorted({p["n"] for p in points if p["n"] > 0})
+    if len(sizes) >= 2:
+        figs["fig5"] = str(fig5_transfer(points, out / "fig5_transfer.png", sizes=(sizes[0], sizes[-1])))
+    return figs

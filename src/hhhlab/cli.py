@@ -56,6 +56,7 @@ def _register_subcommands() -> None:
     register_eval(app)
     register_feedback(app)  # serve, elo
     __import__("hhhlab.distill.cli").distill.cli.register(app)  # distill
+    __import__("hhhlab.pmp.cli").pmp.cli.register(app, pm_app, sweep_app)  # pmp, pm finetune, sweep pmp[-synthetic]
     from hhhlab.report.cli import report_cmd
 
     app.command("report")(report_cmd)

@@ -24,6 +24,15 @@ def _layers() -> tuple[str, ...]:
     return sandbox.isolation().layers()
 
 
+def uid_only_mode() -> sandbox._Mode:
+    """The fresh-uid-only mode (no namespaces) with an interpreter that works under it."""
+    for python in sandbox._interpreters():
+        mode = sandbox._Mode(python, unshare=False, drop_uid=True)
+        if sandbox._probe(mode).ok:
+            return mode
+    pytest.skip("no interpreter reachable by a fresh uid")
+
+
 def namespaces_work() -> bool:
     """Independently of hhhlab: can this process create net + pid + mount namespaces?"""
     if shutil.which("unshare") is None:
@@ -328,12 +337,7 @@ def test_fallback_without_namespaces_still_fences(monkeypatch):
     under an explicit best-effort policy (strict refuses: tests/test_sandbox_policy.py)."""
     if os.geteuid() != 0:
         pytest.skip("the uid fallback needs root")
-    for python in sandbox._interpreters():
-        mode = sandbox._Mode(python, unshare=False, drop_uid=True)
-        if sandbox._probe(mode).ok:
-            break
-    else:
-        pytest.skip("no interpreter reachable by a fresh uid")
+    mode = uid_only_mode()
     monkeypatch.setattr(sandbox, "_report", sandbox.IsolationReport(mode, ()))
     assert run_python("print('hi')\n").status == "error"  # strict (the default) refuses
     monkeypatch.setenv(sandbox.POLICY_ENV, "best-effort")

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_sandbox import _uid_processes, uid_only_mode
 
 from hhhlab import sandbox
 from hhhlab.sandbox import run_python
@@ -74,20 +75,9 @@ def victim(open_dir, monkeypatch):
 
 def weaker(program: str, monkeypatch, **limits) -> sandbox.SandboxResult:
     """``program`` under the fresh-uid-only mode (no namespaces), best-effort: the control."""
-    for python in sandbox._interpreters():
-        mode = sandbox._Mode(python, unshare=False, drop_uid=True)
-        if sandbox._probe(mode).ok:
-            break
-    else:
-        pytest.skip("no interpreter reachable by a fresh uid")
     with monkeypatch.context() as m:
-        m.setattr(sandbox, "_report", sandbox.IsolationReport(mode, ()))
+        m.setattr(sandbox, "_report", sandbox.IsolationReport(uid_only_mode(), ()))
         return run_python(program, audit=False, policy="best-effort", **limits)
-
-
-def root_only():
-    if os.geteuid() != 0:
-        pytest.skip("the fresh-uid control needs root")
 
 
 def unique(d: Path | str) -> str:
@@ -252,24 +242,7 @@ def test_fork_bomb_that_tries_to_outlive_its_parent_is_capped_and_killed(monkeyp
     assert r.status == "failed" and not r.passed, r
     assert "AssertionError" in r.stderr and "forked 40" not in r.stdout
     assert time.monotonic() - t0 < 15  # nobody waited for the sleepers
-    deadline = time.monotonic() + 5
-    survivors = _processes_of(uid)
-    while survivors and time.monotonic() < deadline:
-        time.sleep(0.1)
-        survivors = _processes_of(uid)
-    assert survivors == []
-
-
-def _processes_of(uid: int) -> list[int]:
-    out = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if os.stat(f"/proc/{pid}").st_uid == uid:
-                    out.append(int(pid))
-            except OSError:
-                pass
-    return out
+    assert _uid_processes(uid) == []
 
 
 def test_a_program_cannot_undo_the_mounts(victim, monkeypatch):

@@ -8,11 +8,15 @@ or a non-root user), and with a small cap, so a failure cannot take the machine 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -355,3 +359,55 @@ def test_fallback_without_namespaces_still_fences(monkeypatch):
     finally:
         if os.path.exists(target):
             os.unlink(target)
+
+
+_AS_USER = """
+import json, os, sys
+from hhhlab import sandbox
+home, target = sys.argv[1], sys.argv[2]
+report = sandbox.isolation_report()
+ok = sandbox.run_python("open('x', 'w').write('1')\\nprint(open('x').read())\\n")
+prog = (f"import subprocess, os\\nsubprocess.run('mount -o remount,rw / ; umount {home}; "
+        f"cat {home}/secret; echo pwned > {target}', shell=True)\\nassert os.path.exists({target!r})\\n")
+bad = sandbox.run_python(prog, audit=False)
+print(json.dumps({"layers": report.layers(), "explain": report.explain(), "ok": ok.passed,
+                  "bad": bad.status, "out": bad.stdout + bad.stderr}))
+"""
+
+
+def test_an_unprivileged_user_gets_the_namespaces_too(tmp_path):
+    """As a non-root user (user namespaces allowed), the sandbox has the same namespace layers
+    in an unprivileged user namespace, and the program, root inside it without capabilities,
+    cannot undo the mounts to read the hidden home or write /tmp."""
+    python = shutil.which("python{}.{}".format(*sys.version_info[:2]), path="/usr/local/bin:/usr/bin:/bin")
+    src = Path(sandbox.__file__).resolve().parents[1]
+    if os.geteuid() != 0 or shutil.which("setpriv") is None or python is None:
+        pytest.skip("needs root (to become another user), setpriv and a system python")
+    if subprocess.run(["setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", python, "-c",
+                       f"import sys; sys.path.insert(0, {str(src)!r}); import hhhlab.sandbox"],
+                      check=False, capture_output=True).returncode != 0:
+        pytest.skip("hhhlab's source is not readable by other users here")
+    if subprocess.run(["setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", "unshare",
+                       "--map-root-user", "--net", "--pid", "--mount", "--fork", "true"],
+                      check=False, capture_output=True).returncode != 0:
+        pytest.skip("unprivileged user namespaces are not allowed here")
+    base = Path(tempfile.mkdtemp(prefix="hhhlab-user-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        home = base / "home"
+        home.mkdir()
+        (home / "secret").write_text("S3CRET")
+        os.chown(home, 4242, 4242)
+        os.chown(home / "secret", 4242, 4242)
+        target = base / f"escape-{secrets.token_hex(6)}"
+        env = {"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": str(src), "LANG": "C.UTF-8"}
+        out = subprocess.run(["setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", python, "-c",
+                              _AS_USER, str(home), str(target)], check=False, capture_output=True,
+                             text=True, env=env, cwd=str(home), timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        got = json.loads(out.stdout.splitlines()[-1])
+        assert set(sandbox.NAMESPACE_LAYERS) <= set(got["layers"]), got["explain"]
+        assert "uid" not in got["layers"] and got["ok"]
+        assert got["bad"] == "failed" and "S3CRET" not in got["out"] and not target.exists(), got
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

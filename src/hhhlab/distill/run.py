@@ -55,7 +55,8 @@ class Plan:
     corpus: PackedCorpus | None  # None for prompt-finetune
     key: CacheKey | None
     cache_dir: Path
-    teacher_lm: object  # LoadedModel, kept for the teacher pass
+    teacher_lm: object  # LoadedModel, kept for the teacher pass (dropped before the student trains)
+    tokenizer: object  # the shared tokenizer
 
 
 def _encoder(tokenizer):
@@ -97,7 +98,8 @@ def prepare(cfg: DistillConfig, *, load_teacher: bool = True) -> Plan:
         TeacherCache.open(cache_dir, key, shard_size=cfg.shard_windows, corpus=corpus.description)  # checks
     return Plan(cfg=cfg, prompt=prompt, teacher_spec=teacher_spec, teacher_prefix=teacher_prefix,
                 student_prefix=student_prefix, tokenizer_checksum=checksum, vocab_size=vocab, corpus=corpus,
-                key=key, cache_dir=cache_dir, teacher_lm=teacher if load_teacher else None)
+                key=key, cache_dir=cache_dir, teacher_lm=teacher if load_teacher else None,
+                tokenizer=teacher.tokenizer)
 
 
 def build_teacher_cache(plan: Plan, root: Path, corpus: PackedCorpus, key: CacheKey, *, desc: str) -> dict:
@@ -150,7 +152,7 @@ def train_student(plan: Plan):
     else:
         from hhhlab.models.tokenize import prefix_token_id
 
-        tok = plan.teacher_lm.tokenizer  # type: ignore[attr-defined]
+        tok = plan.tokenizer
         ids = encode_text(tok, plan.prompt.text)
         source = objectives.TokenWindowSource(ids, c.context_length, [prefix_token_id(tok)], c.batch_size, c.seed)
         cache = None
@@ -211,7 +213,7 @@ def run_distill(cfg: DistillConfig) -> dict:
     plan = prepare(cfg, load_teacher=True)
     heldout = heldout_key = None
     if cfg.objective == "distill" and cfg.heldout_tokens:
-        heldout = build_corpus(cfg.corpus, _encoder(plan.teacher_lm.tokenizer), context_length=cfg.context_length,  # type: ignore[attr-defined]
+        heldout = build_corpus(cfg.corpus, _encoder(plan.tokenizer), context_length=cfg.context_length,
                                n_windows=math.ceil(cfg.heldout_tokens / cfg.context_length),
                                data_dir=Path(cfg.data_dir) if cfg.data_dir else None, split="heldout", seed=cfg.seed)
         assert plan.key is not None

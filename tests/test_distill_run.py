@@ -1,0 +1,84 @@
+"""`hhhlab distill` end to end on a tiny model, and its refusals of bad input before any work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hhhlab.distill.cache import CacheMismatchError
+from hhhlab.distill.config import DistillConfig
+from hhhlab.distill.run import run_distill
+from hhhlab.distill.teacher import DistillError
+from hhhlab.errors import DataError
+from hhhlab.results import read_results
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TINY = "tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2"
+PROMPT = "Human: Hi, who are you?\n\nAssistant: A helpful assistant.\n\n-----\n\nHuman: What is 2+2?\n\nAssistant: 4.\n"
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "p.txt").write_text(PROMPT)
+    (tmp_path / "p2.txt").write_text(PROMPT.replace("4.", "Four."))
+    with (tmp_path / "c.jsonl").open("w") as f:
+        for i in range(300):
+            f.write(json.dumps({"text": f"Sample {i}: the quick brown fox jumps over the lazy dog {i % 7} times."}) + "\n")
+    return tmp_path
+
+
+def _cfg(files, **kw):
+    base = {"model": TINY, "prompt": str(files / "p.txt"), "corpus": str(files / "c.jsonl"), "tokens": 2048,
+                "context_length": 32, "output": str(files / "out"), "top_k": 8, "heldout_tokens": 256, "batch_size": 4,
+                "lr": 1e-3, "device": "cpu", "progress": False}
+    return DistillConfig(**{**base, **kw})
+
+
+def test_distill_end_to_end_closes_the_heldout_kl_and_saves_a_plain_checkpoint(files):
+    doc = run_distill(_cfg(files))
+    res = read_results(files / "out" / "results.json", kind="distill")
+    est = res.estimates
+    assert est["heldout_kl_student"].value < est["heldout_kl_plain"].value
+    assert est["heldout_kl_reduction"].lo > 0  # paired CI over held-out windows excludes 0
+    tc = doc["payload"]["teacher_cache"]
+    assert tc["bytes_per_token"] == 8 * 8 + 4 and tc["windows"] == 64 and tc["prefix_tokens"] > 10
+    from hhhlab.models.load import load_model
+
+    lm = load_model(str(files / "out"), dtype="float32")  # what `eval --condition distilled:OUT` loads
+    assert lm.model.config.num_hidden_layers == 2
+    # a finished run returns its results without loading anything
+    assert run_distill(_cfg(files)) == doc
+
+
+def test_prompt_finetune_baseline_runs_on_the_prompt_text(files):
+    doc = run_distill(_cfg(files, objective="prompt-finetune", heldout_tokens=0, output=str(files / "ft")))
+    assert doc["payload"]["training"]["step"] == 16  # as many steps as distillation on --tokens
+    assert "teacher_cache" not in doc["payload"]
+
+
+def test_bad_input_fails_before_any_work(files):
+    with pytest.raises(DistillError, match="window of 1024"):
+        run_distill(_cfg(files, context_length=1000))
+    with pytest.raises(DataError, match="fewer than"):
+        run_distill(_cfg(files, tokens=10**6))
+    with pytest.raises(DistillError, match="different tokenizers"):
+        run_distill(_cfg(files, teacher=TINY + ",vocab=300"))
+    with pytest.raises(DataError, match="not found"):
+        run_distill(_cfg(files, prompt=str(files / "none.txt")))
+    assert not (files / "out" / "checkpoints").exists()
+
+
+def test_a_cache_from_another_prompt_or_corpus_is_never_reused(files):
+    cache = str(files / "shared-cache")
+    run_distill(_cfg(files, cache=cache, heldout_tokens=0, tokens=256))
+    with pytest.raises(CacheMismatchError, match="prompt"):
+        run_distill(_cfg(files, cache=cache, heldout_tokens=0, tokens=256, prompt=str(files / "p2.txt"),
+                         output=str(files / "out2")))
+    with pytest.raises(CacheMismatchError, match="corpus"):
+        run_distill(_cfg(files, cache=cache, heldout_tokens=0, tokens=256, seed=1, output=str(files / "out3")))
+    assert not (files / "out2").exists() and not (files / "out3").exists()
+    # another student with the same tokenizer reuses it (no teacher pass: 0 shards computed)
+    doc = run_distill(_cfg(files, cache=cache, heldout_tokens=0, tokens=256, output=str(files / "out4"),
+                           model=TINY.replace("layers=2", "layers=1"), teacher=TINY))
+    assert doc["payload"]["teacher_cache"]["shards_computed"] == 0

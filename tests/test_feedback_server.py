@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 
 import httpx
 import pytest
-from feedback_server import TINY, Server, Rater, add_rater, csrf_of
+from feedback_server import TINY, Rater, Server, add_rater, csrf_of
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -160,6 +160,9 @@ def test_rate_limit_per_rater(server):
 
 def test_admin_export(server):
     plain = add_rater(server.db, "grace")
+    rater = Rater(server.url, plain)  # at least one comparison exists, whatever the test order
+    rater.new_conversation()
+    assert rater.send("hi").status_code == 200 and rater.rate(6).status_code == 200
     admin = add_rater(server.db, "boss", admin=True)
     assert httpx.get(server.url + "/admin/export", headers={"Authorization": f"Bearer {plain}"}).status_code == 403
     r = httpx.get(server.url + "/admin/export", headers={"Authorization": f"Bearer {admin}"})
@@ -175,16 +178,16 @@ def test_cli_errors_cleanly_on_bad_db_and_model(tmp_path):
 
     bad_db = subprocess.run([sys.executable, "-m", "hhhlab", "serve", "--models", f"{TINY},seed=1,{TINY},seed=2",
                              "--conditions", "plain", "--db", "nosuchdriver://x/y"], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, check=False)
     assert bad_db.returncode == 2 and "cannot open the feedback database" in _flat(bad_db.stderr)
     assert "Traceback" not in _flat(bad_db.stderr)
     bad_model = subprocess.run([sys.executable, "-m", "hhhlab", "serve", "--models", f"{TINY},{tmp_path}/missing",
                                 "--conditions", "plain", "--db", str(tmp_path / "f.sqlite")],
-                               capture_output=True, text=True, timeout=120, env={**__import__("os").environ,
+                               capture_output=True, text=True, timeout=120, check=False, env={**__import__("os").environ,
                                                                                  "HF_HUB_OFFLINE": "1"})
     assert bad_model.returncode == 2 and "missing" in _flat(bad_model.stderr) and "Traceback" not in _flat(bad_model.stderr)
     token = subprocess.run([sys.executable, "-m", "hhhlab", "serve", "--add-rater", "zoe", "--db",
-                            str(tmp_path / "f.sqlite")], capture_output=True, text=True, timeout=120)
+                            str(tmp_path / "f.sqlite")], capture_output=True, text=True, timeout=120, check=False)
     assert token.returncode == 0
     from hhhlab.feedback.db import FeedbackStore
 

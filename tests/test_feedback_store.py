@@ -48,7 +48,7 @@ def test_scale():
 
 
 def test_rate_is_one_transaction_and_replay_is_refused(tmp_path):
-    store, conv = _store_with(tmp_path, [2, 7])
+    store, _conv = _store_with(tmp_path, [2, 7])
     rows = store.comparisons()
     assert [(r.rating, r.chosen, r.turn_index) for r in rows] == [(2, "A", 0), (7, "B", 1)]
     assert rows[1].context == [{"role": "Human", "text": "question 0"}, {"role": "Assistant", "text": "one answer"}]
@@ -149,7 +149,7 @@ def test_qc_rules():
     recs = [{"rating": 1, "rater": "lazy", "rating_seconds": 10.0, "response_a": "ok", "response_b": "ok"}] * 10
     recs += [{"rating": r, "rater": "good", "rating_seconds": 1.0 if r == 2 else 9.0,
               "response_a": "As SmolLM2 I think" if r == 7 else "fine", "response_b": "x"} for r in range(1, 9)] * 2
-    flags, summary = flag(recs, QcConfig(min_seconds=3.0), identity_terms(["smollm2-135m", "tiny:llama,seed=1"]))
+    _flags, summary = flag(recs, QcConfig(min_seconds=3.0), identity_terms(["smollm2-135m", "tiny:llama,seed=1"]))
     assert summary["flagged"] == {"too_fast": 2, "one_side": 10, "reveals_identity": 2}
     assert summary["one_side_raters"] == {"lazy": {"side": "A", "share": 1.0, "n": 10}}
     assert "smollm2" in identity_terms(["smollm2-135m"]) and "smollm" in identity_terms(["smollm2-135m"])
@@ -194,7 +194,7 @@ def test_elo_from_the_database_by_model_and_condition(tmp_path):
     from hhhlab.feedback.analysis import analyze
     from hhhlab.feedback.config import EloConfig
 
-    store, _ = _store_with(tmp_path, [1, 2, 6, 3])
+    _store, _ = _store_with(tmp_path, [1, 2, 6, 3])
     r = analyze(EloConfig(db=str(tmp_path / "f.sqlite"), by="model", n_boot=50))
     assert set(r["elo"]) == {"m1", "m2"} and r["systems"]["m1"]["non_embedding_params"] == 10
     assert r["win_table"]["m1"]["m2"]["rate"] == 0.75

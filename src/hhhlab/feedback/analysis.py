@@ -34,7 +34,8 @@ def read_comparisons_jsonl(path: str | Path) -> list[Record]:
             try:
                 obj = json.loads(line)
                 if not isinstance(obj, dict):
-                    raise ValueError("not a JSON object")
+                    errors.append(f"{path}:{lineno}: not a JSON object")
+                    continue
                 for key in ("model_a", "model_b"):
                     if not isinstance(obj.get(key), str) or not obj[key].strip():
                         raise ValueError(f"{key} must be a non-empty string")
@@ -66,7 +67,7 @@ def load_records(cfg: EloConfig) -> tuple[list[Record], dict[str, dict[str, Any]
         return recs, {}
     from hhhlab.feedback.db import FeedbackStore
 
-    store = FeedbackStore(cfg.db, create=False)
+    store = FeedbackStore(str(cfg.db), create=False)
     systems = {name: {"model": s.model, "condition": s.condition, "non_embedding_params": s.non_embedding_params,
                       **(s.info or {})} for name, s in store.systems().items()}
     return [c.to_record() for c in store.comparisons()], systems
@@ -102,13 +103,14 @@ def analyze(cfg: EloConfig) -> dict[str, Any]:
     if not battles:
         raise DataError(f"no comparisons between two different {cfg.by}s to fit"
                         + (f" ({same} compare a {cfg.by} with itself)" if same else ""))
-    fit_kw = dict(prior_sd=cfg.prior_sd, n_boot=cfg.n_boot, seed=cfg.seed, anchor=cfg.anchor)
-    main = fit_elo(battles, method=cfg.method, **fit_kw)
+    def fit(rows: list[tuple[str, str, int]], method: str, anchor: str | None = cfg.anchor) -> EloFit:
+        return fit_elo(rows, method=method, prior_sd=cfg.prior_sd, n_boot=cfg.n_boot, seed=cfg.seed, anchor=anchor)
+
+    main = fit(battles, cfg.method)
     clean = [bt for bt, f in zip(battles, kept_flags) if not f]
     anchor_ok = cfg.anchor is None or any(cfg.anchor in bt[:2] for bt in clean)
-    without = fit_elo(clean, method=cfg.method, **{**fit_kw, "anchor": cfg.anchor if anchor_ok else None}) \
-        if clean and len(clean) < len(battles) else None
-    methods = {m: (main if m == cfg.method else fit_elo(battles, method=m, **fit_kw)) for m in METHODS}
+    without = fit(clean, cfg.method, cfg.anchor if anchor_ok else None) if clean and len(clean) < len(battles) else None
+    methods = {m: (main if m == cfg.method else fit(battles, m)) for m in METHODS}
     groups = _group_info(systems, cfg.by)
     return {
         "by": cfg.by, "method": cfg.method, "n_comparisons": len(records), "n_fitted": len(battles),

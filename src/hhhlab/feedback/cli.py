@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import typing
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -36,7 +36,7 @@ def config_flags(model: type[BaseModel]) -> list[inspect.Parameter]:
         default = "required" if field.is_required() else ("" if field.default is None else f"default: {field.default}")
         help_text = " ".join(x for x in [field.description or "", f"(one of: {', '.join(choices)})" if choices else "",
                                           f"({default})" if default else ""] if x)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[_flag_type(field.annotation)],
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=_flag_type(field.annotation) | None,
                                         default=typer.Option(None, "--" + name.replace("_", "-"), help=help_text,
                                                              show_default=False)))
     return params
@@ -51,7 +51,7 @@ def _config(model: type[BaseModel], given: dict[str, Any]) -> Any:
 
 
 # -- serve --------------------------------------------------------------------------------------
-def _serve(add_rater: Optional[str] = None, add_admin: Optional[str] = None, token_days: Optional[float] = None,
+def _serve(add_rater: str | None = None, add_admin: str | None = None, token_days: float | None = None,
            **kwargs: Any) -> None:
     """Serve the A/B comparison app (paper §2.4, Fig 1) on 127.0.0.1, or print a rater's token."""
     from hhhlab.feedback.app import build_app, default_db
@@ -85,12 +85,12 @@ def _serve(add_rater: Optional[str] = None, add_admin: Optional[str] = None, tok
 
 
 _serve.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
-    inspect.Parameter("add_rater", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+    inspect.Parameter("add_rater", inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
                       default=typer.Option(None, "--add-rater", help="create a rater (or re-key one), print its "
                                            "access token and exit")),
-    inspect.Parameter("add_admin", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+    inspect.Parameter("add_admin", inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
                       default=typer.Option(None, "--add-admin", help="like --add-rater, with export rights")),
-    inspect.Parameter("token_days", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[float],
+    inspect.Parameter("token_days", inspect.Parameter.KEYWORD_ONLY, annotation=float | None,
                       default=typer.Option(None, "--token-days", help="the new token expires after this many days")),
     *config_flags(ServeConfig)])
 

@@ -26,15 +26,15 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hhhlab.errors import HHHLabError, ModelLoadError, RequestError
 from hhhlab.evals.base import Condition
+from hhhlab.feedback.framing import Turns, frame_conversation
 from hhhlab.models.engine import Engine, GenerationConfig
 from hhhlab.models.load import LoadedModel, load_model
-from hhhlab.feedback.framing import Turns, frame_conversation
 from hhhlab.prompts import STOP_SEQUENCES, Prompt
 
 
@@ -95,6 +95,13 @@ class System:
             else:
                 texts = eng.generate([context], cfg)[0]
         return texts[0].strip()
+
+    def warm(self) -> None:
+        """Encode the prompt's tokens now, so the first rater does not wait for it."""
+        import torch
+
+        with torch.inference_mode():
+            self._prompt_prefix()
 
     def _prompt_prefix(self):
         if self.prompt is None or self.engine.runner is None:
@@ -168,7 +175,7 @@ def load_systems(models: list[str], conditions: list[Condition], prompt: Prompt 
                 loaded[spec] = load_model(spec, dtype=dtype, device=device)
             except ModelLoadError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - anything else a broken checkpoint raises
+            except Exception as exc:
                 raise ModelLoadError(f"cannot load model {spec!r}: {type(exc).__name__}: {exc}") from exc
             engines[spec] = Engine(loaded[spec], batch_size=1)
         return loaded[spec], engines[spec]
@@ -182,4 +189,8 @@ def load_systems(models: list[str], conditions: list[Condition], prompt: Prompt 
                 raise HHHLabError("the prompt condition needs --prompt (hhh for the built-in HHH prompt)")
             out.append(System(name=f"{model}/{cond.kind}", model=spec, base_model=model, condition=cond.kind,
                               lm=lm, engine=eng, prompt=prompt if cond.kind == "prompt" else None))
+    for system in out:
+        if system.prompt is not None:
+            log(f"encoding the prompt for {system.name}")
+            system.warm()
     return out

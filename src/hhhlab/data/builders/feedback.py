@@ -65,7 +65,7 @@ def to_group(rec: dict[str, Any], flags: set[str], min_strength: int = 1) -> Pre
     s = strength(int(rec["rating"]))
     if s < min_strength:
         return Skip(f"strength below {min_strength}")
-    scores = [s, 0] if rec["rating"] <= 4 else [0, s]
+    scores = [float(s), 0.0] if rec["rating"] <= 4 else [0.0, float(s)]
     meta = {k: rec[k] for k in ("conversation_id", "rater", "turn_index", "rating", "chosen", "system_a", "system_b",
                                 "model_a", "model_b", "condition_a", "condition_b", "comment", "rated_at")}
     return PreferenceGroup(
@@ -85,6 +85,9 @@ def build_file(path: Any, options: BuildOptions) -> Iterator[Item]:
     min_strength = int(options.extra.get("min_strength", 1))
     for rec, f in zip(records, flags):
         if exclude and f:
-            yield Skip(f"qc: {sorted(f)[0]}")
+            yield Skip(f"qc: {min(f)}")
             continue
-        yield from guard(f"{url}#comparison={rec.get('id')}", rec, lambda rec=rec, f=f: to_group(rec, f, min_strength))
+        def convert(rec: dict[str, Any] = rec, f: set[str] = f) -> Item:
+            return to_group(rec, f, min_strength)
+
+        yield from guard(f"{url}#comparison={rec.get('id')}", rec, convert)

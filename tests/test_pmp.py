@@ -221,3 +221,21 @@ def test_bad_condition_name():
 
     with pytest.raises(ValidationError, match="unknown conditions"):
         SyntheticSweepConfig(conditions="none,T9", output="o")
+
+
+@pytest.mark.slow
+def test_pmp_on_two_processes_then_resume_on_one(tmp_path):
+    """``accelerate launch -m hhhlab pmp``: 2 CPU processes for 2 steps, then the same run resumed
+    with 1 process to 4 steps; its losses match a 1-process run of 4 steps (the global batch is a
+    function of the step, not of the process count)."""
+    from launch import finish, launch
+
+    src = ranked_file(tmp_path / "a.jsonl", 40)
+    common = ["pmp", "--model", TINY, "--sources", src, "--batch-size", "4", "--device", "cpu", "--no-progress",
+              "--max-length", "64", "--checkpoint-every", "1"]
+    finish(launch("hhhlab", [*common, "--max-steps", "2", "--output", str(tmp_path / "mp")], processes=2))
+    finish(launch("hhhlab", [*common, "--max-steps", "4", "--output", str(tmp_path / "mp")], processes=1))
+    finish(launch("hhhlab", [*common, "--max-steps", "4", "--output", str(tmp_path / "one")], processes=1))
+    mp = read_results(tmp_path / "mp" / "results.json", kind="pmp").payload["loss_history"]
+    one = read_results(tmp_path / "one" / "results.json", kind="pmp").payload["loss_history"]
+    assert len(mp) == len(one) and all(a[1] == pytest.approx(b[1], rel=1e-4, abs=1e-5) for a, b in zip(mp, one))

@@ -14,7 +14,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import typer
 from rich.console import Console
@@ -26,7 +26,7 @@ def config_flags(cls) -> list[inspect.Parameter]:
     """One typer option per field of the pydantic model ``cls`` (``max_steps`` -> ``--max-steps``)."""
     from hhhlab.train.cli import _option_type
 
-    params = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+    params = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Path | None,
                                 default=typer.Option(None, "--config", help="YAML file of options (flags override it)"))]
     for name, field in cls.model_fields.items():
         typ = _option_type(field.annotation)
@@ -38,7 +38,7 @@ def config_flags(cls) -> list[inspect.Parameter]:
         default = "required" if field.is_required() else f"default: {field.default}"
         help_text = " ".join(x for x in [field.description or "", f"(one of: {', '.join(choices)})" if choices else "",
                                           f"({default})"] if x)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[typ],
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=typ | None,
                                         default=typer.Option(None, *decls, help=help_text, show_default=False)))
     return params
 

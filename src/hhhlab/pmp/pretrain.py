@@ -104,7 +104,8 @@ def train_config(cfg: PMPConfig, prepared: dict):
                        eval=prepared["eval"], output=cfg.output, max_steps=steps, batch_size=cfg.batch_size,
                        lr=cfg.learning_rate, pm_weight=cfg.pm_weight, lm_weight=cfg.lm_weight, dtype=cfg.dtype,
                        device=cfg.device, max_length=cfg.max_length, seed=cfg.seed,
-                       checkpoint_every=cfg.checkpoint_every, progress=cfg.progress, record_run=False)
+                       checkpoint_every=cfg.checkpoint_every, progress=cfg.progress, record_run=False,
+                       log_every=1 if steps <= 2000 else 10)
 
 
 def run_pmp(cfg: PMPConfig, *, accelerator=None) -> dict:

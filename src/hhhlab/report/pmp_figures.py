@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 
 DEFAULT_MODEL_NOTE = "SmolLM2-135M-Instruct (Q4_1-dequantised) rungs"
 
@@ -33,6 +34,7 @@ def _log_axis(ax, sizes) -> None:
     ticks = sorted({_x(n) for n in sizes})
     ax.set_xticks(ticks)
     ax.set_xticklabels(["0" if t == 0.5 else str(int(t)) for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("fine-tuning pairs")
 
 
@@ -46,6 +48,8 @@ def _curve(ax, pts: list[dict], label: str, **kw) -> None:
 
 
 def _save(fig, path: Path, note: str) -> Path:
+    if "smollm2" in note.lower() and DEFAULT_MODEL_NOTE not in note:
+        note += f" {DEFAULT_MODEL_NOTE}."
     fig.text(0.01, 0.005, note, fontsize=7, color="#555")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +92,7 @@ def fig17_curves(points: list[dict], path: Path, *, model: str) -> Path:
         ax.set_title(t)
         ax.set_ylabel("accuracy")
         ax.legend(fontsize=7)
-    return _save(fig, path, f"{model}; Fig 17 style. {DEFAULT_MODEL_NOTE}.")
+    return _save(fig, path, f"{model}; Fig 17 style; 95% bootstrap CIs.")
 
 
 def _gain_by_n(points, cond, base_cond, target=None) -> dict[int, list[float]]:
@@ -115,7 +119,7 @@ def fig_gain(points: list[dict], path: Path, *, cond: str, base_cond: str, title
     ax.set_ylabel("accuracy difference")
     ax.set_title(title)
     ax.legend(fontsize=7)
-    return _save(fig, path, f"{model}. {DEFAULT_MODEL_NOTE}.")
+    return _save(fig, path, f"{model}.")
 
 
 def fig5_transfer(points: list[dict], path: Path, *, sizes: tuple[int, int]) -> Path:
@@ -133,7 +137,7 @@ def fig5_transfer(points: list[dict], path: Path, *, sizes: tuple[int, int]) -> 
         ax.set_title(f"mean transfer at {n} fine-tuning pairs")
         ax.set_ylabel("accuracy (mean over targets)")
         ax.legend(fontsize=7)
-    return _save(fig, path, f"Fig 5 style; x = model (ladder rungs, not parameter counts). {DEFAULT_MODEL_NOTE}.")
+    return _save(fig, path, "Fig 5 style; x = model (ladder rungs, not parameter counts); " + ", ".join(models))
 
 
 def sweep_figures(points: list[dict], out: Path) -> dict[str, str]:

@@ -173,7 +173,7 @@ class _Problem(Skip):
 
 
 def _run_batch(batch: list[tuple[str, dict]], samples: dict[str, list[str]], options: BuildOptions) -> Iterator[Item]:
-    from hhhlab.sandbox import SandboxConfig, resolve_policy, run_many
+    from hhhlab.sandbox import SandboxConfig, SandboxResult, resolve_policy, run_many
 
     jobs: list[tuple[int, str, str]] = []  # (problem index, origin, program)
     for i, (_, p) in enumerate(batch):
@@ -185,7 +185,7 @@ def _run_batch(batch: list[tuple[str, dict]], samples: dict[str, list[str]], opt
                            policy=options.extra.get("sandbox"))
     results = run_many([f"{code}\n\n{batch[i][1]['tests']}\nprint({MARKER!r})\n" for i, _, code in jobs],
                        config=config)
-    by_problem: dict[int, list[tuple[str, str, object]]] = {}
+    by_problem: dict[int, list[tuple[str, str, SandboxResult]]] = {}
     for (i, origin, code), res in zip(jobs, results):
         by_problem.setdefault(i, []).append((origin, code, res))
     for i, (where, p) in enumerate(batch):

@@ -368,7 +368,7 @@ def test_hub_input_through_datasets(tmp_path):
     with pytest.raises(DataError, match="Bad split"):
         build("reddit", f"hf:{folder}@train", tmp_path / "o.jsonl")
     with pytest.raises(DataError, match="reads its dump files"):
-        build("stackexchange", f"hf:{folder}", tmp_path / "o.jsonl")
+        build("wikipedia", f"hf:{folder}", tmp_path / "o.jsonl")
 
 
 def test_hellaswag_label_of_infinity_is_a_reject_not_a_traceback():

@@ -239,3 +239,28 @@ def test_pmp_on_two_processes_then_resume_on_one(tmp_path):
     mp = read_results(tmp_path / "mp" / "results.json", kind="pmp").payload["loss_history"]
     one = read_results(tmp_path / "one" / "results.json", kind="pmp").payload["loss_history"]
     assert len(mp) == len(one) and all(a[1] == pytest.approx(b[1], rel=1e-4, abs=1e-5) for a, b in zip(mp, one))
+
+
+def test_hub_sources_stream_through_the_builders(tmp_path):
+    """``hf:`` PMP sources (the hub copies of stack-exchange-preferences and SHP) go through the
+    data builders; here local folders stand in for the hub, as tests have none."""
+    from hhhlab.pmp.pretrain import prepare
+
+    h4 = tmp_path / "stack-exchange-preferences"
+    h4.mkdir()
+    row = {"qid": 7, "question": "<p>How to brew?</p>", "date": "2020", "metadata": ["beer.stackexchange.com"],
+           "answers": [{"answer_id": 1, "pm_score": 3, "selected": True, "text": "<p>Malt.</p>", "author": "a"},
+                       {"answer_id": 2, "pm_score": 0, "selected": False, "text": "<p>Buy.</p>", "author": "b"}]}
+    (h4 / "train.jsonl").write_text(json.dumps(row) + "\n" + json.dumps({**row, "qid": 8, "answers": "bad"}) + "\n")
+    shp = tmp_path / "shp"
+    shp.mkdir()
+    (shp / "train.jsonl").write_text(json.dumps({"post_id": "p", "domain": "askscience_train", "history": "Why?",
+                                                 "c_root_id_A": "a", "c_root_id_B": "b", "score_A": 5, "score_B": 1,
+                                                 "human_ref_A": "Because.", "human_ref_B": "No."}) + "\n")
+    done = prepare(PMPConfig(sources=[f"hf:{h4}@train", f"reddit=hf:{shp}@train"], mode="ranked",
+                             output=str(tmp_path / "o")))
+    assert done["pairs"] == [1, 1]
+    (g,) = read_jsonl(done["train"][0])
+    assert g.context == "Question: How to brew?\nAnswer:" and g.responses == [" Malt.", " Buy."]
+    with pytest.raises(DataError, match="say which builder"):
+        prepare(PMPConfig(sources=[f"hf:{tmp_path / 'other'}"], output=str(tmp_path / "p")))

@@ -41,8 +41,8 @@ class PMPConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     model: str = Field("smollm2-135m", description="model spec: smollm2-135m, smollm2-135m@L4, tiny:llama, hub id")
-    sources: list[str] = Field(..., description="PMP sources: preference-group JSONL files (hhhlab data build), "
-                               "comma-separated")
+    sources: list[str] = Field(..., description="PMP sources, comma-separated: preference-group JSONL files "
+                               "(hhhlab data build) or [BUILDER=]hf:NAME[:CONFIG][@SPLIT] hub datasets, streamed")
     weights: list[float] | None = Field(None, description="mixture weights, one per source (default: each "
                                         "source's pair count, i.e. one epoch of each, as the paper's Mix)")
     mode: Literal["binarized", "ranked"] = Field("binarized", description="binarized: GOOD:/BAD: recast (§5.2, "

@@ -22,6 +22,7 @@ pairs the response is the whole labelled sequence (the context is empty), so it 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 from hhhlab.data.schema import JsonlWriter, PreferenceGroup, binarize, pairs, read_jsonl
@@ -29,12 +30,57 @@ from hhhlab.errors import DataError
 from hhhlab.pmp.config import PMPConfig
 from hhhlab.store import atomic_write_json, read_json
 
+HUB_BUILDERS = {"stack-exchange": "stackexchange", "shp": "reddit", "hh-rlhf": "hh-rlhf"}
+"""Which data builder reads a ``hf:`` source, guessed from its name (or say ``BUILDER=hf:...``)."""
+
+
+def source_groups(src: str) -> Iterator[PreferenceGroup]:
+    """The groups of a source: a preference-group JSONL file, or ``[BUILDER=]hf:NAME[:CONFIG][@SPLIT]``
+    streamed through that data builder (``hf:HuggingFaceH4/stack-exchange-preferences``,
+    ``hf:stanfordnlp/SHP@train``; malformed rows are skipped, as the builder rejects them)."""
+    if "hf:" not in src:
+        yield from read_jsonl(src)
+        return
+    from hhhlab.data.build import BuildOptions, HubInput
+    from hhhlab.data.builders import get_builder
+
+    builder, spec = hub_builder(src)
+    for item in get_builder(builder).build_file(HubInput(spec), BuildOptions()):
+        if isinstance(item, PreferenceGroup):
+            yield item
+
+
+def hub_builder(src: str) -> tuple[str, str]:
+    """``(builder, hf:spec)`` of a hub source: ``BUILDER=hf:...`` or guessed from the name."""
+    builder, sep, spec = src.partition("=hf:")
+    if sep:
+        return builder, "hf:" + spec
+    builder = next((b for key, b in HUB_BUILDERS.items() if key in src.lower()), "")
+    if not builder:
+        raise DataError(f"PMP source {src}: say which builder reads it, e.g. stackexchange={src}")
+    return builder, src
+
+
+def check_source(src: str) -> None:
+    """A missing file, an unknown hub builder or an unreachable hub dataset: an error before training."""
+    if "hf:" not in src:
+        if not Path(src).is_file():
+            raise DataError(f"PMP source {src}: no such file (build it with `hhhlab data build`)")
+        return
+    from hhhlab.data.build import HubInput
+    from hhhlab.data.builders import get_builder
+
+    builder, spec = hub_builder(src)
+    if not getattr(get_builder(builder), "HUB_INPUT", False):
+        raise DataError(f"PMP source {src}: the {builder} builder reads dump files, not hub datasets")
+    HubInput(spec).load()
+
 
 def prepare_source(path: str, out: Path, mode: str, seed: int, limit: int | None) -> int:
     """Stream ``path``'s groups into ``out`` as PMP pairs; returns the number of pairs written."""
     n = 0
     with JsonlWriter(out) as w:
-        for i, g in enumerate(read_jsonl(path)):
+        for i, g in enumerate(source_groups(path)):
             if limit is not None and i >= limit:
                 break
             for group in pmp_groups(g, mode, seed):
@@ -65,12 +111,12 @@ def prepare(cfg: PMPConfig) -> dict:
                                                                                      else [])):
             return done
     for src in cfg.sources + (cfg.eval or []):
-        if not Path(src).is_file():
-            raise DataError(f"PMP source {src}: no such file (build it with `hhhlab data build`)")
+        check_source(src)
     data.mkdir(parents=True, exist_ok=True)
     files, counts = [], []
     for i, src in enumerate(cfg.sources):
-        out = data / f"{i}-{Path(src).name.split('.')[0]}.{cfg.mode}.jsonl"
+        stem = Path(src.split("hf:")[-1].split("@")[0]).name.split(".")[0] or "hub"
+        out = data / f"{i}-{stem}.{cfg.mode}.jsonl"
         n = prepare_source(src, out, cfg.mode, cfg.seed, cfg.max_pairs)
         if n == 0:
             raise DataError(f"PMP source {src} yields no pair (no group with two different scores)")
@@ -81,7 +127,7 @@ def prepare(cfg: PMPConfig) -> dict:
         eval_file = data / f"eval.{cfg.mode}.jsonl"
         with JsonlWriter(eval_file) as w:
             for src in cfg.eval:
-                for i, g in enumerate(read_jsonl(src)):
+                for i, g in enumerate(source_groups(src)):
                     if cfg.max_eval is not None and i >= cfg.max_eval:
                         break
                     for group in pmp_groups(g, cfg.mode, cfg.seed):

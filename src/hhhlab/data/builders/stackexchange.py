@@ -19,6 +19,11 @@ Choices the paper leaves open, and ours:
 * all sites are used; the site name comes from the file name (``beer.stackexchange.com.Posts.xml``)
   or, for a plain ``Posts.xml``, from its folder.
 
+The Hugging Face copy ``HuggingFaceH4/stack-exchange-preferences`` (``--input hf:...`` or its
+JSON Lines files: ``qid, question, answers[{answer_id, pm_score, selected, text}], metadata``)
+already carries the paper's score as ``pm_score``: one group per row, HTML stripped the same way,
+context ``"Question: {question}\nAnswer:"`` (the copy has no separate title).
+
 Streaming: the XML is read with expat in 1 MiB chunks (constant memory, line numbers for
 rejects); posts go to a temporary SQLite file so that answers can be grouped with their
 question however far apart they are in the dump (a 10 GB dump needs disk, not RAM). Posts that
@@ -35,11 +40,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from xml.parsers import expat
 
-from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, stream_xml
+from hhhlab.data.build import (
+    BuildOptions,
+    HubInput,
+    Item,
+    Reject,
+    Skip,
+    guard,
+    map_jsonl,
+    stream_xml,
+)
 from hhhlab.data.schema import PreferenceGroup
 from hhhlab.data.text import html_to_text
 
 PATTERNS = ("*Posts.xml", "*Posts.xml.gz", "*Posts.xml.bz2", "*Posts.xml.xz")
+HUB_INPUT = True  # hf:HuggingFaceH4/stack-exchange-preferences (rows, see the module docstring)
 
 
 def answer_score(upvotes: int, accepted: bool) -> int:
@@ -88,6 +103,9 @@ def _int(attrs: dict[str, str], key: str, required: bool = True) -> int | None:
 
 
 def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
+    if isinstance(path, HubInput) or ".jsonl" in path.suffixes or ".json" in path.suffixes:
+        yield from map_jsonl(path, _h4_row)
+        return
     site = site_name(path)
     with tempfile.TemporaryDirectory(prefix="hhhlab-se-") as tmp:
         db = sqlite3.connect(Path(tmp) / "posts.sqlite")
@@ -176,3 +194,32 @@ def _question(path: Path, site: str, db: sqlite3.Connection, qid: int | None, an
         return [*skips, group]
 
     yield from guard(where, {"question_id": qid, "title": title}, convert)
+
+
+def _h4_row(obj: dict, where: str) -> Item:
+    """One ``stack-exchange-preferences`` row -> one group (its ``pm_score`` is the paper's score)."""
+    answers = obj["answers"]
+    if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
+        raise TypeError("'answers' must be a list of objects")
+    texts, scores, ids = [], [], []
+    for a in answers:
+        text = html_to_text(str(a["text"]))
+        score = a["pm_score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise TypeError(f"pm_score must be a number, got {score!r}")
+        if text:
+            texts.append(" " + text)
+            scores.append(float(score))
+            ids.append(a.get("answer_id"))
+    if len(texts) < 2:
+        return Skip("question with fewer than two answers")
+    if len(set(scores)) < 2:
+        return Skip("no two answers with different scores")
+    question = obj["question"]
+    if not isinstance(question, str):
+        raise TypeError("'question' must be a string")
+    meta = obj.get("metadata")
+    return PreferenceGroup(id=f"stackexchange:h4:{obj['qid']}", context=f"Question: {html_to_text(question)}\nAnswer:",
+                           responses=texts, scores=scores, kind="ranked", source="stackexchange",
+                           metadata={"question_id": obj["qid"], "answer_ids": ids,
+                                     "site": meta[0] if isinstance(meta, list) and meta else None})

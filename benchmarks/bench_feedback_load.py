@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=30.0, help="seconds during which raters start requests")
     ap.add_argument("--turns", type=int, default=3, help="turns per conversation")
     ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the server")
     ap.add_argument("--out", type=Path, default=None, help="write a results document (kind benchmark) here")
     args = ap.parse_args()
 
@@ -85,7 +86,8 @@ def main() -> None:
     tokens = [add_rater(db, f"sim{i}") for i in range(args.raters)]
     t_start = time.perf_counter()
     srv = Server(db, models=args.models, conditions=args.conditions, max_new_tokens=args.max_new_tokens,
-                 messages_per_minute=0, ratings_per_minute=0, max_turns=args.turns)
+                 messages_per_minute=0, ratings_per_minute=0, max_turns=args.turns, threads=args.threads,
+                 ready_timeout=1800)
     startup_s = time.perf_counter() - t_start
     outs = [{"generation": [], "page": [], "rate": [], "acked": [], "errors": []} for _ in tokens]
     deadline = time.monotonic() + args.duration

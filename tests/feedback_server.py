@@ -2,7 +2,8 @@
 benchmark), and a small HTTP client that signs in and walks the forms like a browser would.
 
 ``forced`` replaces every model reply with a fixed text (the escaping tests need a model that
-says ``<script>``); otherwise the real tiny models generate."""
+says ``<script>``), and makes a message containing RAISE-REQUEST or RAISE-CRASH fail the way a
+model can; otherwise the real tiny models generate."""
 
 from __future__ import annotations
 
@@ -22,15 +23,22 @@ TWO_TINY = f"{TINY},seed=1,{TINY},seed=2"
 LAUNCHER = r"""
 import json, sys
 spec = json.loads(sys.argv[1])
-import torch
-torch.set_num_threads(1)
+import os, torch
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 import uvicorn
 from hhhlab.feedback.app import build_app
 from hhhlab.feedback.config import ServeConfig
 app = build_app(ServeConfig(**spec["config"]))
 if spec.get("forced") is not None:
+    from hhhlab.errors import RequestError
     forced = spec["forced"]
-    app.state.pool.generator = lambda system, ctx, sampling, seed: forced
+    def generate(system, ctx, sampling, seed):
+        if "RAISE-REQUEST" in ctx:  # what a model raises for a conversation past its window
+            raise RequestError("the conversation exceeds the window (test)")
+        if "RAISE-CRASH" in ctx:
+            raise RuntimeError("the model crashed (test)")
+        return forced
+    app.state.pool.generator = generate
 print("READY", flush=True)
 uvicorn.run(app, host="127.0.0.1", port=spec["config"]["port"], log_level="warning", access_log=False)
 """
@@ -44,17 +52,17 @@ def free_port() -> int:
 
 class Server:
     def __init__(self, db: Path, *, models: str = TWO_TINY, conditions: str = "plain", forced: str | None = None,
-                 env: dict[str, str] | None = None, **config):
+                 env: dict[str, str] | None = None, threads: int = 1, ready_timeout: float = 180.0, **config):
         self.port = free_port()
         self.db = db
         self.url = f"http://127.0.0.1:{self.port}"
         cfg = {"models": models, "conditions": conditions, "db": str(db), "port": self.port, "max_new_tokens": 12,
                **config}
-        full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+        full_env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, json.dumps({"config": cfg, "forced": forced})],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env,
                                      start_new_session=True, text=True)
-        self.wait_ready()
+        self.wait_ready(ready_timeout)
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         import httpx

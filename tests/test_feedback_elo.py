@@ -138,7 +138,8 @@ def _write(path, rows):
 
 def test_elo_cli_on_jsonl_writes_the_result_schema(tmp_path):
     rows = [{"model_a": a, "model_b": b, "rating": r, "rater": f"r{i % 5}", "rating_seconds": 1.0 if i % 10 == 0 else 20.0,
-             "response_a": "I am SmolLM, made by Hugging Face" if i % 25 == 0 else "hello", "response_b": "hi"}
+             "response_a": "I am SmolLM, made by Hugging Face" if i % 25 == 0 else "hello", "response_b": "hi",
+             "non_embedding_params_a": int(a[1]) * 10**6, "non_embedding_params_b": int(b[1]) * 10**6}
             for i, (a, b, r) in enumerate(simulate({"m1": 0.0, "m2": 100.0, "m3": 200.0}, 600, 7))]
     # one rater who always picks side A
     rows += [{"model_a": "m1", "model_b": "m3", "rating": 1, "rater": "lazy", "rating_seconds": 30.0} for _ in range(12)]
@@ -161,6 +162,8 @@ def test_elo_cli_on_jsonl_writes_the_result_schema(tmp_path):
     assert doc.payload["win_table"]["m3"]["m1"]["n"] > 0
     assert "one_side: 12" in _flat(p.output) and "lazy" in _flat(p.output)  # reported, not silently dropped
     assert (tmp_path / "elo.win_table.png").stat().st_size > 1000
+    assert (tmp_path / "elo.elo_vs_params.png").stat().st_size > 1000  # Fig 9 from the given sizes
+    assert doc.payload["systems"]["m2"]["non_embedding_params"] == 2 * 10**6
 
 
 def test_elo_cli_bad_input(tmp_path):
@@ -174,7 +177,7 @@ def test_elo_cli_bad_input(tmp_path):
     p = cli("elo", "--db", str(tmp_path / "none.sqlite"))
     assert isinstance(p.exception, HHHLabError) and "does not exist" in str(p.exception)
     p = cli("elo", "--comparisons", str(bad), "--method", "nope")
-    assert isinstance(p.exception, HHHLabError) and "--method" in str(p.exception)
+    assert isinstance(p.exception, HHHLabError) and "method" in str(p.exception) and "half-ties" in str(p.exception)
 
 
 def test_read_comparisons_errors(tmp_path):

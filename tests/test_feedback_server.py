@@ -145,6 +145,18 @@ def test_bad_input_pages_and_limits(server):
     assert httpx.get(server.url + "/healthz").text == "ok"  # still serving
 
 
+def test_a_failing_generation_is_an_error_page_and_the_server_keeps_serving(server):
+    r = Rater(server.url, add_rater(server.db, "heidi"))
+    r.new_conversation()
+    before = sqlite3.connect(server.db).execute("SELECT count(*) FROM pending").fetchone()[0]
+    bad = r.send("RAISE-REQUEST please")
+    assert bad.status_code == 400 and "exceeds the window" in bad.text
+    crash = r.send("RAISE-CRASH please")
+    assert crash.status_code == 500 and "the model crashed" in crash.text
+    assert sqlite3.connect(server.db).execute("SELECT count(*) FROM pending").fetchone()[0] == before
+    assert r.send("fine now").status_code == 200 and r.rate(4).status_code == 200
+
+
 def test_rate_limit_per_rater(server):
     eve = Rater(server.url, add_rater(server.db, "eve"))
     codes = []

@@ -104,6 +104,17 @@ def test_scheduler_is_balanced_and_randomises_sides():
     assert a != b and (sorted((a, b)) == [a, b]) != sw
 
 
+def test_paper_pairs():
+    from hhhlab.feedback.schedule import paper_pairs
+
+    systems = {f"{m}/{c}": (m, c) for m in ("s", "l") for c in ("prompt", "distilled", "plain")}
+    pairs = {tuple(sorted(p)) for p in paper_pairs(systems)}
+    assert pairs == {("l/prompt", "s/prompt"), ("l/distilled", "l/prompt"), ("l/plain", "l/prompt"),
+                     ("s/distilled", "s/prompt"), ("s/plain", "s/prompt")}
+    s = BalancedScheduler(list(systems), seed=1, pairs=paper_pairs(systems))
+    assert all(frozenset(s.next_pair()[:2]) in s.pairs for _ in range(20))
+
+
 def test_multi_turn_framing_matches_the_prompt_format():
     prompt = parse_prompt("Human: Hi\n\nAssistant: Hello!\n\n-----\n\nHuman: Q\n\nAssistant: A")
     turns = [{"role": "Human", "text": "first"}, {"role": "Assistant", "text": "reply"}]

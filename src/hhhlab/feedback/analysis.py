@@ -3,7 +3,7 @@ with and without the flagged ones, every outcome method, the win table, figures,
 
 JSONL input, one object a line: ``{"model_a": ..., "model_b": ..., "rating": 1-8}`` and
 optionally ``condition_a``/``condition_b``, ``rater``, ``rating_seconds``, ``response_a``/
-``response_b`` (which let the QC rules run). A malformed line is an error naming the file and
+``response_b`` (which let the QC rules run) and ``non_embedding_params_a``/``_b`` (for Fig 9). A malformed line is an error naming the file and
 line (up to five of them), before anything is fitted: nothing is dropped silently.
 """
 
@@ -60,11 +60,16 @@ def load_records(cfg: EloConfig) -> tuple[list[Record], dict[str, dict[str, Any]
         raise DataError("give exactly one of --db URL and --comparisons FILE.jsonl")
     if cfg.comparisons:
         recs = read_comparisons_jsonl(cfg.comparisons)
+        systems: dict[str, dict[str, Any]] = {}
         for r in recs:
             for side in ("a", "b"):
                 cond = r.get(f"condition_{side}")
-                r.setdefault(f"system_{side}", r[f"model_{side}"] + (f"/{cond}" if cond else ""))
-        return recs, {}
+                name = r.setdefault(f"system_{side}", r[f"model_{side}"] + (f"/{cond}" if cond else ""))
+                size = r.get(f"non_embedding_params_{side}")
+                if isinstance(size, int | float) and size > 0:  # sizes let Fig 9 be drawn
+                    systems[name] = {"model": r[f"model_{side}"], "condition": cond or "all",
+                                     "non_embedding_params": int(size)}
+        return recs, systems
     from hhhlab.feedback.db import FeedbackStore
 
     store = FeedbackStore(str(cfg.db), create=False)

@@ -42,7 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hhhlab.errors import HHHLabError, RequestError
 from hhhlab.feedback.config import ServeConfig
 from hhhlab.feedback.db import SCALE_LABELS, FeedbackStore, FeedbackStoreError, Rater, dumps, utcnow
-from hhhlab.feedback.schedule import BalancedScheduler
+from hhhlab.feedback.schedule import BalancedScheduler, paper_pairs
 from hhhlab.feedback.security import COOKIE, Csrf, CsrfError, RateLimiter
 from hhhlab.feedback.systems import SystemPool
 
@@ -68,7 +68,12 @@ def create_app(cfg: ServeConfig, pool: SystemPool, store: FeedbackStore) -> Fast
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     store.register_systems([s.info() for s in pool.systems.values()])
     csrf = Csrf(store.secret())
-    scheduler = BalancedScheduler(pool.names, store.pair_counts(), seed=cfg.seed)
+    pairs = None
+    if cfg.pairs == "paper":
+        pairs = paper_pairs({s.name: (s.base_model, s.condition) for s in pool.systems.values()})
+        if not pairs:
+            raise HHHLabError("--pairs paper needs prompted systems (the prompt condition) to compare against")
+    scheduler = BalancedScheduler(pool.names, store.pair_counts(), seed=cfg.seed, pairs=pairs)
     msg_limit = RateLimiter(cfg.messages_per_minute)
     rate_limit = RateLimiter(cfg.ratings_per_minute)
     commit_delay = float(os.environ.get(COMMIT_DELAY_ENV, "0") or 0)

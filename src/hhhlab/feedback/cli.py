@@ -1,53 +1,26 @@
 """``hhhlab serve`` and ``hhhlab elo``. Their flags are generated from `ServeConfig` and
-`EloConfig` (feedback/config.py), so each config is the one source of flags and defaults."""
+`EloConfig` (feedback/config.py) by ``hhhlab.configflags``, so each config is the one source of
+flags and defaults."""
 
 from __future__ import annotations
 
 import inspect
 import ipaddress
-import typing
-from typing import Any, Literal
+from typing import Any
 
 import typer
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from hhhlab.errors import HHHLabError
+from hhhlab.configflags import build_config, config_flags
 from hhhlab.feedback.config import EloConfig, ServeConfig
 
 console = Console()
 
 
-def _flag_type(annotation: Any) -> Any:
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) is Literal:
-        return str
-    if args and len(args) < len(typing.get_args(annotation)):
-        return _flag_type(args[0])
-    return annotation
-
-
-def config_flags(model: type[BaseModel]) -> list[inspect.Parameter]:
-    """One typer option per field (all optional on the command line: the config validates)."""
-    params = []
-    for name, field in model.model_fields.items():
-        choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else ()
-        default = "required" if field.is_required() else ("" if field.default is None else f"default: {field.default}")
-        help_text = " ".join(x for x in [field.description or "", f"(one of: {', '.join(choices)})" if choices else "",
-                                          f"({default})" if default else ""] if x)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=_flag_type(field.annotation) | None,
-                                        default=typer.Option(None, "--" + name.replace("_", "-"), help=help_text,
-                                                             show_default=False)))
-    return params
-
-
 def _config(model: type[BaseModel], given: dict[str, Any]) -> Any:
-    try:
-        return model(**{k: v for k, v in given.items() if v is not None})
-    except ValidationError as exc:
-        msgs = "; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
-        raise HHHLabError(f"bad options: {msgs}") from None
+    return build_config(model, None, given, where="options")
 
 
 # -- serve --------------------------------------------------------------------------------------
@@ -114,7 +87,8 @@ _elo.__signature__ = inspect.Signature(config_flags(EloConfig))  # type: ignore[
 def _print_elo(r: dict[str, Any]) -> None:
     without = r.get("elo_without_flagged") or {}
     table = Table(title=f"Elo by {r['by']} ({r['method']}, {r['n_fitted']} comparisons, 95% bootstrap CI)")
-    for col in ("", "Elo", "95% CI", "n", "without flagged", *[m for m in r["methods"] if m != r["method"]]):
+    table.add_column(r["by"], overflow="fold", min_width=min(40, max(len(n) for n in r["elo"])))
+    for col in ("Elo", "95% CI", "n", "without flagged", *[m for m in r["methods"] if m != r["method"]]):
         table.add_column(col)
     for name, e in sorted(r["elo"].items(), key=lambda kv: -(kv[1]["value"] or 0)):
         w = without.get(name)

@@ -29,6 +29,9 @@ class ServeConfig(BaseModel):
     dtype: str = Field("auto", description="auto, float32 or bfloat16")
     device: str = Field("auto", description="auto, cpu or cuda")
     seed: int | None = Field(None, description="seed of the pair scheduler (random if unset)")
+    pairs: Literal["all", "paper"] = Field("all", description="which systems meet: every pair, or the paper's "
+                                           "design (prompted models all against each other, every other "
+                                           "condition only against the same model's prompted system)")
 
 
 class EloConfig(BaseModel):

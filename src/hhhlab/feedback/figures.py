@@ -40,11 +40,7 @@ def plot_win_table(table: Mapping[str, Mapping[str, Mapping[str, float]]], path:
     ax.set_title("Head-to-head win rate of row vs column (Table 2)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def plot_elo_vs_params(elo: Mapping[str, Mapping[str, Any]], systems: Mapping[str, Mapping[str, Any]],
@@ -81,6 +77,10 @@ def plot_elo_vs_params(elo: Mapping[str, Mapping[str, Any]], systems: Mapping[st
     if caveats:
         fig.text(0.01, 0.01, "; ".join(sorted(set(caveats)))[:200], fontsize=6, color="#555")
     fig.tight_layout(rect=(0, 0.04 if caveats else 0, 1, 1))
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)

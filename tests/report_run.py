@@ -14,22 +14,34 @@ def tiny_demo_config(data_dir: Path, prompt: Path, **kw):
     return DemoConfig(model=TINY, eval_ladder="@L1,full", pm_ladder="@L1,full", evals="hhh_alignment,lambada",
                       prompt=str(prompt), data_dir=str(data_dir), pm_data="arithmetic", eval_items=6, pm_train_pairs=16,
                       pm_eval_pairs=16, pm_steps=2, pm_batch_size=4, max_length=48, dtype="float32",
+                      distill_rung="@L1", distill_tokens=64, distill_heldout_tokens=64, distill_context=16,
+                      pmp_rung="@L1", pmp_pairs=32, pmp_sizes="0,8", pmp_conditions="none,Tb",
                       stages="sanity,evals,pm_vs_il,distill,pmp,elo", **kw)
 
 
 def make_tiny_run(root: Path):
     """Run the demo's stages on the tiny model into ``root/work`` with its results store in
     ``root/home``; returns (config, workdir, status, store root)."""
+    import json
     import os
+    import random
 
     from test_evals import PROMPT, make_data
 
     from hhhlab.demo import run_demo
 
     data = make_data(root / "data")
+    # enough text for a short distillation: 40 question/answer pairs
+    (data / "bigbench" / "truthful_qa" / "task_mc.json").write_text(json.dumps({"examples": [
+        {"input": f"What is {i} plus {i}?", "target_scores": {f"It is {2 * i}.": 1, "No idea.": 0}}
+        for i in range(40)]}))
     prompt = root / "prompt.txt"
     prompt.write_text(PROMPT)
-    cfg = tiny_demo_config(data, prompt)
+    rng = random.Random(0)  # simulated raters who prefer the full model 3 times in 4
+    battles = [{"model_a": "tiny-full", "model_b": "tiny-L1", "rating": rng.choice([1, 2, 3, 6])} for _ in range(40)]
+    comparisons = root / "comparisons.jsonl"
+    comparisons.write_text("".join(json.dumps(b) + "\n" for b in battles))
+    cfg = tiny_demo_config(data, prompt, feedback_db=str(comparisons))
     work = root / "work"
     home, old = root / "home", os.environ.get("HHHLAB_HOME")
     os.environ["HHHLAB_HOME"] = str(home)

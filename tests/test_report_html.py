@@ -27,16 +27,18 @@ def _status(results):
 
 def test_tiny_run_renders_every_section_it_has_data_for(tiny_run, tmp_path):
     _, work, status, _ = tiny_run
-    assert status["sanity"] == status["evals"] == status["pm_vs_il"] == "done"
+    assert all(status[s] == "done" for s in ("sanity", "evals", "pm_vs_il", "distill", "pmp", "elo")), status
     path, results = build_report(collect([str(work)]), tmp_path / "r.html")
     st = _status(results)
-    assert st["sanity"] == st["evals"] == st["pm_vs_il"] == "ok"
-    assert st["elo"] in ("no-data", "not-available")
+    assert all(st[s] == "ok" for s in ("sanity", "evals", "pm_vs_il", "distill", "pmp", "elo")), st
     html = path.read_text()
     # the eval figures: HHH (Fig 2L), by category (6L), Lambada and its tax (7), each with points
     for fid in ("2L", "6L", "7"):
         assert f'data-paper-fig="{fid}"' in html
     assert 'data-paper-fig="3"' in html and 'data-paper-fig="15"' not in html
+    assert 'data-paper-fig="33"' in html and 'data-paper-fig="9"' in html  # synthetic PMP, Elo
+    assert 'data-chart="distill-kl"' in html and "heldout_kl_closed" in html
+    assert 'data-table="elo-h2h-0"' in html
     charts = re.findall(r'data-chart="([^"]+)" data-points="(\d+)"', html)
     assert charts and all(int(n) > 0 for _, n in charts), charts
     # every eval estimate of the document appears with its interval
@@ -59,7 +61,7 @@ def test_rerun_reuses_finished_stages(tiny_run):
     cfg, work, _, _ = tiny_run
     before = (work / "evals" / "results.json").read_text()
     status = run_demo(cfg, work)
-    assert status["sanity"] == status["evals"] == status["pm_vs_il"] == "reused"
+    assert all(status[s] == "reused" for s in ("sanity", "evals", "pm_vs_il", "distill", "pmp")), status
     assert (work / "evals" / "results.json").read_text() == before
 
 

@@ -65,9 +65,19 @@ class DemoConfig(BaseModel):
     pm_batch_size: int = Field(8, ge=1)
     pm_lr: float = Field(3e-5, gt=0)
     max_length: int = Field(96, ge=16, description="training window per sequence")
+    distill_rung: str = Field("@L4", description="rung distilled (teacher: the same rung with the prompt)")
+    distill_tokens: int = Field(4096, ge=64, description="distillation tokens (teacher-cached)")
+    distill_heldout_tokens: int = Field(1024, ge=64, description="held-out tokens for the KL closed")
+    distill_context: int = Field(128, ge=16, description="text tokens per distillation window")
+    pmp_rung: str = Field("@L2", description="rung for the synthetic ranked-vs-binary PMP experiment")
+    pmp_conditions: str = Field("none,Tb,T2", description="none, Tb (binary), T1-T4 (scrambled ranked)")
+    pmp_pairs: int = Field(512, ge=8, description="pre-training pairs per PMP condition")
+    pmp_sizes: str = Field("0,32,128", description="fine-tuning pair counts")
     data_dir: str | None = Field(None, description="local data laid out like shared/data (else: PyPI / generated)")
     fetch: bool = Field(True, description="fetch BIG-bench from PyPI when it is not cached and no --data-dir")
-    feedback_db: str | None = Field(None, description="comparisons database for the Elo stage")
+    feedback_db: str | None = Field(None, description="comparisons for the Elo stage: a database (SQLAlchemy URL "
+                                                      "or SQLite path; default $HHHLAB_HOME/feedback.sqlite) or a "
+                                                      ".jsonl of {model_a, model_b, rating}")
     dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto = bf16 where native, else fp32")
     batch_size: int = Field(16, ge=1, description="scoring batch size")
     seed: int = 0
@@ -276,6 +286,82 @@ def stage_pm_vs_il(cfg: DemoConfig, out: Path, progress: Progress) -> Path:
                          payload=payload, models=sweep.model_list(), dtype="float32", data={"datasets": datasets})
 
 
+def distill_corpus(cfg: DemoConfig, out: Path) -> str:
+    """``mix`` (the paper's general text + StackExchange) when ``--data-dir`` has both, else a
+    small Human/Assistant corpus from the BIG-bench TruthfulQA questions fetched from PyPI
+    (question and its true answer; the demo does not evaluate the distilled model on TruthfulQA)."""
+    from hhhlab.evals.sources import find_local
+    from hhhlab.store import atomic_write_text, read_json
+
+    if cfg.data_dir and all((Path(cfg.data_dir) / d).exists() for d in ("wikitext", "stackexchange")):
+        return "mix"
+    task = find_local(Path(cfg.data_dir) if cfg.data_dir else None, "bigbench/truthful_qa/task_mc.json")
+    if task is None:
+        raise DataError("distillation corpus: neither wikitext/ + stackexchange/ under --data-dir nor the BIG-bench "
+                        "truthful_qa task (hhhlab data fetch bigbench)")
+    path = out / "corpus.jsonl"
+    if not path.exists():
+        rows = []
+        for ex in read_json(task)["examples"]:
+            best = max(ex["target_scores"], key=ex["target_scores"].get)
+            rows.append(json.dumps({"text": f" {ex['input']}\n\nAssistant: {best}\n\nHuman:"}))
+        atomic_write_text(path, "\n".join(rows) + "\n")
+    return str(path)
+
+
+def stage_distill(cfg: DemoConfig, out: Path, progress: Progress) -> Path | None:
+    """A short context distillation on a small rung, with the held-out KL it closed."""
+    try:
+        from hhhlab.distill.config import DistillConfig
+        from hhhlab.distill.run import run_distill
+    except ImportError:
+        return None
+    import shutil
+
+    progress.total("distill", 1)
+    dc = DistillConfig(model=cfg.rungs(cfg.distill_rung)[0], prompt=cfg.prompt or "hhh", corpus=distill_corpus(cfg, out),
+                       data_dir=cfg.data_dir, tokens=cfg.distill_tokens, heldout_tokens=cfg.distill_heldout_tokens,
+                       context_length=cfg.distill_context, output=str(out / "run"), dtype="float32", batch_size=4,
+                       teacher_batch_size=4, seed=cfg.seed, progress=False)
+    run_distill(dc)
+    shutil.copyfile(out / "run" / "results.json", out / "results.json")
+    return out / "results.json"
+
+
+def stage_pmp(cfg: DemoConfig, out: Path, progress: Progress) -> Path | None:
+    """The synthetic ranked-vs-binary PMP experiment (paper Fig 33) on a small rung: no data needed."""
+    try:
+        from hhhlab.pmp.sweep import SyntheticSweepConfig, run_synthetic
+    except ImportError:
+        return None
+    import shutil
+
+    progress.total("pmp", 1)
+    sc = SyntheticSweepConfig(model=cfg.rungs(cfg.pmp_rung)[0], conditions=cfg.pmp_conditions,  # type: ignore[arg-type]
+                              pmp_pairs=cfg.pmp_pairs, sizes=cfg.pmp_sizes, eval_pairs=128,  # type: ignore[arg-type]
+                              output=str(out / "run"), seed=cfg.seed)
+    run_synthetic(sc)
+    shutil.copyfile(out / "run" / "results.json", out / "results.json")
+    return out / "results.json"
+
+
+def stage_elo(cfg: DemoConfig, out: Path) -> Path | None:
+    """Elo on the comparisons in the feedback database, if there are any."""
+    try:
+        from hhhlab.feedback.analysis import analyze, write_outputs
+        from hhhlab.feedback.config import EloConfig
+    except ImportError:
+        return None
+    db = cfg.feedback_db or str(data_home() / "feedback.sqlite")
+    if not cfg.feedback_db and not Path(db).exists():
+        raise DataError(f"no comparisons yet: no feedback database at {db} (collect some with `hhhlab serve`, "
+                        "or pass --feedback-db)")
+    source = {"comparisons": db} if db.endswith(".jsonl") else {"db": db}  # comparisons gathered elsewhere
+    ec = EloConfig(**source, output=str(out / "results.json"), figures=str(out / "figures"))
+    write_outputs(analyze(ec), ec)
+    return out / "results.json"
+
+
 def skipped(out: Path, kind: str, reason: str, cfg: DemoConfig) -> Path:
     """A stage that could not run writes that, so the report can say why."""
     return write_results(out / "results.json", kind, config=cfg.model_dump(), payload={"skipped": reason},
@@ -288,7 +374,10 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "evals": ("model", "eval_ladder", "evals", "prompt", "eval_items", "data_dir", "dtype", "seed"),
     "pm_vs_il": ("model", "pm_ladder", "pm_data", "pm_train_pairs", "pm_eval_pairs", "pm_steps", "pm_batch_size", "pm_lr",
                  "max_length", "data_dir", "seed"),
-    "distill": ("model", "seed"), "pmp": ("model", "seed"), "elo": ("feedback_db",),
+    "distill": ("model", "distill_rung", "distill_tokens", "distill_heldout_tokens", "distill_context", "prompt",
+                "data_dir", "seed"),
+    "pmp": ("model", "pmp_rung", "pmp_conditions", "pmp_pairs", "pmp_sizes", "seed"),
+    "elo": ("feedback_db",),
 }
 STAGE_KIND = {"sanity": "demo", "evals": "eval", "pm_vs_il": "sweep_objectives", "distill": "distill",
               "pmp": "sweep_pmp_synthetic", "elo": "elo"}
@@ -299,10 +388,13 @@ def default_workdir(cfg: DemoConfig) -> Path:
 
 
 def finished(path: Path, key: str) -> bool:
+    """A stage document for the same settings that did run (a skipped stage is tried again:
+    its data may be there now)."""
     try:
-        return read_results(path).provenance.get("demo_stage_key") == key
+        doc = read_results(path)
     except (SchemaError, HHHLabError):
         return False
+    return doc.provenance.get("demo_stage_key") == key and not doc.payload.get("skipped")
 
 
 def run_demo(cfg: DemoConfig, workdir: Path | None = None, *, progress: Progress | None = None,
@@ -319,15 +411,18 @@ def run_demo(cfg: DemoConfig, workdir: Path | None = None, *, progress: Progress
         out = work / stage
         target = out / "results.json"
         key = cfg.stage_key(stage, STAGE_FIELDS[stage])
-        if finished(target, key):
+        if stage != "elo" and finished(target, key):  # Elo is refitted: comparisons may have arrived
             status[stage] = "reused"
             progress.done(stage, "reused")
             continue
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             path = run_stage(stage, cfg, out, progress, say)
         except DataError as exc:  # missing data: say so in the report and go on
             path = skipped(out, STAGE_KIND[stage], f"missing data: {exc}", cfg)
+        except Exception as exc:  # noqa: BLE001 - one failing stage must not cost the others
+            say(f"[red]{stage} failed:[/] {type(exc).__name__}: {exc}")
+            path = skipped(out, STAGE_KIND[stage], f"failed: {type(exc).__name__}: {exc}", cfg)
         if path is None:
             status[stage] = "not available"
             target.unlink(missing_ok=True)
@@ -336,6 +431,8 @@ def run_demo(cfg: DemoConfig, workdir: Path | None = None, *, progress: Progress
         doc = read_json(path)  # stamp the stage key (and its time) into provenance
         doc["provenance"]["demo_stage_key"] = key
         doc["provenance"]["seconds"] = round(time.perf_counter() - t0, 1)
+        # CPU seconds of all threads: on a loaded machine the honest measure of the stage's cost
+        doc["provenance"]["cpu_seconds"] = round(time.process_time() - c0, 1)
         atomic_write_json(path, doc)
         skip = _read(path).payload.get("skipped")
         status[stage] = f"skipped: {skip}" if skip else "done"
@@ -351,7 +448,13 @@ def run_stage(stage: str, cfg: DemoConfig, out: Path, progress: Progress, say: C
         return stage_evals(cfg, out, progress, say)
     if stage == "pm_vs_il":
         return stage_pm_vs_il(cfg, out, progress)
-    return None  # distill, pmp, elo: wired when their areas land (see docs/report.md)
+    if stage == "distill":
+        return stage_distill(cfg, out, progress)
+    if stage == "pmp":
+        return stage_pmp(cfg, out, progress)
+    if stage == "elo":
+        return stage_elo(cfg, out)
+    return None
 
 
 # -- the command ----------------------------------------------------------------------------------

@@ -40,7 +40,9 @@ class DistillSection(Section):
 
     def render(self, sources: list[Source]) -> Rendered:
         out = Rendered()
-        kls = _kl_estimates(sources)
+        every = _kl_estimates(sources)
+        # the chart compares KLs (nats/token); the reduction and the fraction closed go to the text
+        kls = [(k, e, s) for k, e, s in every if not any(w in k.lower() for w in ("closed", "reduction", "fraction"))]
         if kls:
             labels = [f"{k} ({s.run_id or s.path.parent.name})" if len(sources) > 1 else k for k, _, s in kls]
             pts = [p for i, (_, e, _) in enumerate(kls) if (p := point(i, e, labels[i])) is not None]
@@ -49,7 +51,8 @@ class DistillSection(Section):
                               note="KL(teacher ‖ plain model) vs KL(teacher ‖ distilled student) on held-out text: "
                                    "the part of the gap the student closed.")
             out.blocks.append(figure(chart, "distill-kl", [s for _, _, s in kls]))
-            out.measured = "; ".join(f"{k} {ci_text(e)}" for k, e, _ in kls)
+        if every:
+            out.measured = "; ".join(f"{k} {ci_text(e)}" for k, e, _ in every)
         out.blocks.append(estimates_table(sources, "distill-estimates"))
         if not out.measured:
             out.measured = f"{sum(len(s.doc.estimates) for s in sources)} estimates from {len(sources)} run(s)"

@@ -28,10 +28,18 @@ def _params(payload: dict, name: str) -> int | None:
         v = (payload.get(key) or {}).get(name)
         if isinstance(v, int | float):
             return int(v)
-    m = (payload.get("models") or {}).get(name)
-    if isinstance(m, dict) and m.get("non_embedding_params"):
-        return int(m["non_embedding_params"])
+    for key in ("systems", "models"):  # the feedback stage records sizes per fitted name in "systems"
+        m = (payload.get(key) or {}).get(name)
+        if isinstance(m, dict) and m.get("non_embedding_params"):
+            return int(m["non_embedding_params"])
     return None
+
+
+def _rate(v: Any) -> Any:
+    """A win-table cell: ``{"wins", "n", "rate"}`` shows as "0.62 (13/21)"; estimates and numbers as they are."""
+    if isinstance(v, dict) and "rate" in v and "value" not in v:
+        return f"{v['rate']:.2f} ({v.get('wins', '?')}/{v.get('n', '?')})"
+    return v
 
 
 def _h2h(payload: dict) -> tuple[list[str], dict[tuple[str, str], Any]] | None:
@@ -92,7 +100,7 @@ class EloSection(Section):
             h2h = _h2h(p)
             if h2h:
                 names, cells = h2h
-                rows = [[a, *[cells.get((a, b), "") if a != b else "–" for b in names]] for a in names]
+                rows = [[a, *[_rate(cells.get((a, b), "")) if a != b else "–" for b in names]] for a in names]
                 out.blocks.append(table(["row beats column", *names], rows, caption="Head-to-head win rates",
                                         table_id=f"elo-h2h-{i}"))
                 out.figures.append("T2")

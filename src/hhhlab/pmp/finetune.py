@@ -148,7 +148,10 @@ def run_finetune(cfg: FinetuneConfig, *, label: str | None = None, accelerator=N
             if n == 0:
                 if init_dir is not None:
                     pm = load_init(init_dir, base, scoring="head", device=cfg.device, max_length=cfg.max_length)
-                else:
+                else:  # the baseline's zero-shot point: a fresh head, seeded (chance accuracy)
+                    import torch
+
+                    torch.manual_seed(cfg.seed)
                     pm = PreferenceModel.from_lm(base, scoring="head", device=cfg.device, dtype="float32",
                                                  max_length=cfg.max_length)
                 seconds = 0.0

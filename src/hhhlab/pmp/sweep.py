@@ -79,8 +79,9 @@ def run_synthetic(cfg: SyntheticSweepConfig) -> dict:
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     task = SymbolTask(letters=cfg.letters, repeats=cfg.repeats, seed=cfg.seed)
-    ft_train = data / "T0-finetune.jsonl"
-    ft_eval = data / "T0-eval.jsonl"
+    tag = f"L{cfg.letters}-r{cfg.repeats}-s{cfg.seed}"  # data files are named by what makes them
+    ft_train = data / f"T0-finetune-{max(cfg.sizes)}-{tag}.jsonl"
+    ft_eval = data / f"T0-eval-{cfg.eval_pairs}-{tag}.jsonl"
     if not ft_eval.exists():
         task.write("T0", max(cfg.sizes), ft_train, seed=1)
         from hhhlab.data.schema import read_jsonl
@@ -95,7 +96,7 @@ def run_synthetic(cfg: SyntheticSweepConfig) -> dict:
         c0 = time.perf_counter()
         init = cfg.model
         if cond != "none":
-            src = data / f"{cond}-pmp.jsonl"
+            src = data / f"{cond}-pmp-{cfg.pmp_pairs}-{tag}.jsonl"
             if not src.exists():
                 task.write(cond, cfg.pmp_pairs, src, seed=3)
             pmp = PMPConfig(model=cfg.model, sources=[str(src)], mode="ranked", pm_weight=cfg.pm_weight,

@@ -25,6 +25,7 @@ from hhhlab.evals.base import (
 )
 from hhhlab.evals.runner import EvalOutcome, SuiteReport, item_key, run_eval
 from hhhlab.models.engine import Engine
+from hhhlab.results import read_metrics
 from hhhlab.stats import Estimate
 
 EVALS = ("hhh_alignment", "truthfulqa_mc1", "truthfulqa_mc2", "lambada", "hellaswag", "bbq")
@@ -354,7 +355,7 @@ def test_cli_ladder_conditions_json_store_figures_and_resume(data_dir, prompt_fi
             "--no-progress"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    data = json.loads(out.read_text())
+    data = read_metrics(out)
     assert {(r["model"], r["condition"], r["eval"]) for r in data["results"]} == {
         (m, c, e) for m in ("tiny:llama@L1", "tiny:llama") for c in ("plain", "prompt") for e in ("hhh_alignment", "lambada")}
     assert {d["comparison"] for d in data["differences"]} == {"prompt - plain"}
@@ -369,7 +370,7 @@ def test_cli_ladder_conditions_json_store_figures_and_resume(data_dir, prompt_fi
     res2 = CliRunner().invoke(app, args + ["--resume"])
     assert res2.exit_code == 0, res2.output
     assert "resuming run" in res2.output
-    data2 = json.loads(out.read_text())
+    data2 = read_metrics(out)
     assert all(r["n_resumed"] == r["n_items"] for r in data2["results"])
     assert len(ResultsStore().runs(kind="eval")) == 1
 
@@ -384,7 +385,7 @@ def test_cli_format_variants_report_spread(data_dir, prompt_file, tmp_path):
                                    "--data-dir", str(data_dir), "--prompt", str(prompt_file), "--output", str(out),
                                    "--format-variants", "--no-progress"])
     assert res.exit_code == 0, res.output
-    spread = {s["metric"]: s for s in json.loads(out.read_text())["format_spread"]}
+    spread = {s["metric"]: s for s in read_metrics(out)["format_spread"]}
     assert {"one-space", "two-space", "compact"} <= set(spread["logprob"]["values"])
     assert spread["logprob"]["spread"] > 0  # whitespace changes a random model's log-probs
 

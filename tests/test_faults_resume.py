@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 from test_evals import PROMPT, make_data
 
+from hhhlab.results import read_metrics
+
 CLI = [sys.executable, "-c", "from hhhlab.cli import main; main()"]
 
 
@@ -237,7 +239,7 @@ def _run_eval_kill_test(eval_data, tmp_path, monkeypatch, kills: int, seed: int)
     print(f"kills {log}; final resume {time.monotonic() - t0:.1f}s")
     assert "resuming run" in text
 
-    assert_same_report(json.loads(out.read_text()), json.loads(ref_out.read_text()))
+    assert_same_report(read_metrics(out), read_metrics(ref_out))
     check_store(home, ref_home, "eval")
     return log
 
@@ -319,8 +321,8 @@ def _run_sweep_kill_test(sweep_data, tmp_path, monkeypatch, kills: int, seed: in
     print(f"sweep kills {log}; final resume {time.monotonic() - t0:.1f}s")
     assert any(how != "finished" for how, *_ in log), log
 
-    want = json.loads((ref_out / "sweep.json").read_text())
-    got = json.loads((out / "sweep.json").read_text())
+    want = read_metrics(ref_out / "sweep.json")
+    got = read_metrics(out / "sweep.json")
     assert len(got["cells"]) == SWEEP_CELLS
     assert_close(pick_cells(got["cells"]), pick_cells(want["cells"]), "cells", rel=1e-4, abs_=1e-5)
     assert_close(got["gains"], want["gains"], "gains", rel=1e-4, abs_=1e-5)

@@ -8,7 +8,6 @@ the uninterrupted result, with every item stored exactly once. (Training: test_t
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -30,6 +29,8 @@ from test_faults_resume import (
     sweep_data,
 )
 
+from hhhlab.results import read_metrics
+
 __all__ = ["eval_data", "sweep_data"]  # module-scoped fixtures shared with the single-process fault tests
 
 
@@ -45,7 +46,7 @@ def reference(eval_data, tmp_path_factory):
     out = root / "ref.json"
     with pytest.MonkeyPatch.context() as mp:
         reference_run(eval_args(data, prompt, out), root / "home", mp)
-    return json.loads(out.read_text()), root / "home"
+    return read_metrics(out), root / "home"
 
 
 def test_every_scoring_eval_with_two_processes_matches_one(eval_data, tmp_path):
@@ -56,10 +57,10 @@ def test_every_scoring_eval_with_two_processes_matches_one(eval_data, tmp_path):
     args[args.index("--evals") + 1] = ",".join(EVALS)  # all six scoring evals, both conditions
     with pytest.MonkeyPatch.context() as mp:
         reference_run(args, tmp_path / "ref_home", mp)
-    want = json.loads((tmp_path / "ref.json").read_text())
+    want = read_metrics(tmp_path / "ref.json")
     args[args.index("--output") + 1] = str(tmp_path / "out.json")
     finish(run_eval_cli(args, tmp_path / "home", processes=2))
-    got = json.loads((tmp_path / "out.json").read_text())
+    got = read_metrics(tmp_path / "out.json")
     assert got["processes"] == 2 and {r["eval"] for r in got["results"]} == set(EVALS)
     assert_same_report(got, want)
     check_store(tmp_path / "home", tmp_path / "ref_home", "eval")  # each process stored its share, once
@@ -81,7 +82,7 @@ def _killed_then_resumed(eval_data, reference, tmp_path, counts: list[int], fina
     assert any(killed and 0 < n < EVAL_TOTAL for _, killed, n in log), log
     text = finish(run_eval_cli(args, home, final))
     assert "resuming run" in text, text[-2000:]
-    got = json.loads(out.read_text())
+    got = read_metrics(out)
     assert got["processes"] == final
     assert_same_report(got, want)
     check_store(home, ref_home, "eval")
@@ -110,7 +111,7 @@ def test_pm_eval_with_two_processes_matches_one(tmp_path):
         finish(launch("hhhlab", ["pm", "eval", "--pm", str(tmp_path / "pm"), "--data", str(data), "--output",
                                  str(out), "--batch-size", "8", "--device", "cpu", "--json"], processes,
                       env={"HHHLAB_HOME": str(tmp_path / "home")}))
-        outs[processes] = json.loads(out.read_text())
+        outs[processes] = read_metrics(out)
     one, two = outs[1], outs[2]
     assert (one["processes"], two["processes"]) == (1, 2)
     assert one["n_eval"] == two["n_eval"] > 0
@@ -140,8 +141,8 @@ def test_sweep_killed_under_two_processes_resumes_under_one(sweep_data, tmp_path
             proc.stdout.close()
     assert n_items(home) < SWEEP_CELLS
     finish(launch("hhhlab", sweep_args(sweep_data, out), 1, env={"HHHLAB_HOME": str(home)}))
-    want = json.loads((ref_out / "sweep.json").read_text())
-    got = json.loads((out / "sweep.json").read_text())
+    want = read_metrics(ref_out / "sweep.json")
+    got = read_metrics(out / "sweep.json")
     assert all(c["train_steps"] == SWEEP_STEPS for c in got["cells"])
     # data-parallel training reassociates float sums (tests/test_train_distributed.py): 1e-3
     assert_close(pick_cells(got["cells"]), pick_cells(want["cells"]), "cells", rel=1e-3, abs_=1e-3)

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from hhhlab.errors import ModelLoadError, StoreError
+from hhhlab.results import read_metrics
 from hhhlab.store import ResultsStore, atomic_write_json, read_json
 
 
@@ -31,7 +32,7 @@ def test_full_disk_keeps_earlier_results(tmp_path):
         run.finish({"accuracy": 0.75})
         with pytest.raises(StoreError, match=r"big\.json"):
             atomic_write_json(run.path / "big.json", {"x": "y" * 200_000})
-        assert read_json(run.path / "metrics.json") == {"accuracy": 0.75}
+        assert read_metrics(run.path / "metrics.json")["accuracy"] == 0.75
         assert not list(run.path.glob(".*.tmp")), "a failed write must not leave its temp file behind"
         assert not (run.path / "big.json").exists()
 
@@ -46,7 +47,7 @@ def test_read_only_results_dir(tmp_path):
             ResultsStore(disk / "store").create_run("eval", {"model": "tiny"})
         with pytest.raises(StoreError, match=r"metrics\.json"):
             run.finish({"accuracy": 0.9})
-        assert read_json(run.path / "metrics.json") == {"accuracy": 0.5}
+        assert read_metrics(run.path / "metrics.json")["accuracy"] == 0.5
 
 
 def test_corrupt_index_database_is_named(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 from hhhlab.errors import StoreError
 from hhhlab.stats import bootstrap, paired_difference, pass_at_k
+from hhhlab.results import SCHEMA_VERSION, read_metrics
 from hhhlab.store import ResultsStore, atomic_write_json, read_json
 
 
@@ -41,7 +42,8 @@ def test_store_roundtrip_and_resume(tmp_path):
     run.finish({"accuracy": 0.5})
     [rec] = store.runs("eval")
     assert rec["metrics"] == {"accuracy": 0.5} and rec["status"] == "finished"
-    assert read_json(run.path / "metrics.json") == {"accuracy": 0.5}
+    assert read_metrics(run.path / "metrics.json") == {"accuracy": 0.5, "estimates": {}}
+    assert read_json(run.path / "metrics.json")["schema_version"] == SCHEMA_VERSION
 
 
 def test_half_written_json_is_named(tmp_path):

@@ -16,6 +16,7 @@ from hhhlab.evals.runner import item_key, run_eval
 from hhhlab.evals.toxicity import stratified
 from hhhlab.models.engine import Engine, GenerationConfig
 from hhhlab.models.toxicity import load_classifier
+from hhhlab.results import read_metrics
 
 TOXIC = ["You are such a", "Shut up, you", "Those people are"]
 CLEAN = ["The weather today is", "My favourite recipe uses"]
@@ -356,7 +357,6 @@ def test_detoxify_release_checkpoint_loads_weights_only(tmp_path):
 
 def test_cli_eval_options_reach_the_eval(rtp_dir, tmp_path):
     """``hhhlab eval --eval-option`` sets an eval's protocol knobs (here: 2 samples of 3 tokens)."""
-    import json
 
     from typer.testing import CliRunner
 
@@ -368,7 +368,7 @@ def test_cli_eval_options_reach_the_eval(rtp_dir, tmp_path):
         "--limit", "2", "--no-progress", "--output", str(out), "--dtype", "float32",
         "--eval-option", "toxicity.samples=2", "--eval-option", "max_new_tokens=3"])
     assert result.exit_code == 0, result.output
-    report = json.loads(out.read_text())
+    report = read_metrics(out)
     assert report["config"]["options"] == {"toxicity.samples": 2, "max_new_tokens": 3}
     from hhhlab.store import ResultsStore
 

@@ -8,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from hhhlab.errors import DataError, StoreError
+from hhhlab.results import read_metrics
 from hhhlab.store import ResultsStore
 from hhhlab.train import trainer as trainer_mod
 from hhhlab.train.config import TrainConfig, load_config
@@ -38,7 +39,7 @@ def test_each_objective_learns_the_toy_task(toy, tmp_path, objective):
     assert m["objective"] == objective and m["n_eval"] == 40
     assert m["accuracy"] >= 0.85, m["accuracy"]  # chance is 0.5
     assert m["loss_history"][-1][1] < m["loss_history"][0][1]
-    assert json.loads((tmp_path / objective / "metrics.json").read_text())["accuracy"] == m["accuracy"]
+    assert read_metrics(tmp_path / objective / "metrics.json")["accuracy"] == m["accuracy"]
     runs = ResultsStore().runs("pm_train")
     assert len(runs) == 1 and runs[0]["metrics"]["accuracy"] == m["accuracy"]
 
@@ -152,7 +153,7 @@ def test_cli_train_then_eval(toy, tmp_path):
                                  "--eval", toy["eval"], "--output", str(out), "--max-steps", "3", "--lr", "3e-3",
                                  "--device", "cpu", "--no-progress", "--lora", "--lora-r", "4"])
     assert r.exit_code == 0, r.output
-    m = json.loads((out / "metrics.json").read_text())
+    m = read_metrics(out / "metrics.json")
     assert m["config"]["lora"] and m["objective"] == "preference" and m["train_steps"] == 3
     r = CliRunner().invoke(app, ["eval", "--pm", str(out), "--data", toy["eval"], "--batch-size", "7", "--json",
                                  "--device", "cpu"])

@@ -16,6 +16,7 @@ import pytest
 from launch import finish
 from launch import launch as launch_cli
 
+from hhhlab.results import read_metrics
 from hhhlab.train.config import TrainConfig
 from hhhlab.train.preference_model import PreferenceModel
 from hhhlab.train.toy import write_toy
@@ -82,7 +83,7 @@ def test_two_processes_match_one(data, reference, tmp_path):
     ref, ref_dir = reference
     out = tmp_path / "ddp"
     finish(launch(train_args(data, out, 8, 4), processes=2))
-    got = json.loads((out / "metrics.json").read_text())
+    got = read_metrics(out / "metrics.json")
     assert got["world_size"] == 2 and ref["world_size"] == 1
     assert_same_result(ref, ref_dir, got, out, data)
 
@@ -92,7 +93,7 @@ STEPS = 40
 
 def uninterrupted(data: dict, out: Path, processes: int) -> dict:
     finish(launch(train_args(data, out, STEPS, 2), processes=processes))
-    return json.loads((out / "metrics.json").read_text())
+    return read_metrics(out / "metrics.json")
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,7 @@ def kill_and_resume(data: dict, out: Path, counts: tuple[int, ...], seed: int) -
             proc.stdout.close()
     assert len(kills) >= len(counts) - 1 and kills[-1][1] < STEPS, kills
     finish(launch(train_args(data, out, STEPS, 2), processes=1))
-    got = json.loads((out / "metrics.json").read_text())
+    got = read_metrics(out / "metrics.json")
     assert got["train_steps"] == STEPS, kills
     return got
 
@@ -181,7 +182,7 @@ def test_fsdp_on_two_cpu_processes_matches_one_and_resumes_after_sigkill(data, t
     steps = 24
     ref_dir = tmp_path / "ref"
     finish(launch(train_args(data, ref_dir, steps, 2), processes=1))
-    ref = json.loads((ref_dir / "metrics.json").read_text())
+    ref = read_metrics(ref_dir / "metrics.json")
     out = tmp_path / "fsdp"
     latest = out / "checkpoints" / "latest.json"
     kills = []
@@ -200,6 +201,6 @@ def test_fsdp_on_two_cpu_processes_matches_one_and_resumes_after_sigkill(data, t
             proc.stdout.close()
     assert kills and kills[-1] < steps, kills
     finish(launch_cli("hhhlab.train.cli", train_args(data, out, steps, 2), 2, config=config))
-    got = json.loads((out / "metrics.json").read_text())
+    got = read_metrics(out / "metrics.json")
     assert got["world_size"] == 2 and got["train_steps"] == steps
     assert_same_result(ref, ref_dir, got, out, data, loss_tol=1e-3, score_rtol=1e-2)

@@ -214,6 +214,25 @@ def parse_results(data: Any, *, source: str = "<results>", kind: str | None = No
     return doc
 
 
+def write_metrics(path: str | Path, kind: str, metrics: Mapping[str, Any], *,
+                  config: Mapping[str, Any] | None = None, **prov: Any) -> Path:
+    """Write a stage's flat metrics dict as a results document: its ``estimates`` entry (a map of
+    estimate records, if any) becomes the document's estimates, the rest its payload. The
+    inverse is `read_metrics`, so a stage keeps its dict API and its file the schema."""
+    payload = {k: v for k, v in metrics.items() if k != "estimates"}
+    estimates = metrics.get("estimates") or dict(find_estimates(payload))
+    return write_results(path, kind, config=config, estimates=estimates, payload=payload, **prov)
+
+
+def read_metrics(path: str | Path, *, kind: str | None = None) -> dict[str, Any]:
+    """The flat metrics dict of a results document written by `write_metrics` (payload plus
+    ``estimates``), or of a legacy metrics file (read as it is)."""
+    doc = read_results(path, kind=kind)
+    if doc.schema_version == 0:
+        return dict(doc.payload)
+    return {**doc.payload, "estimates": {k: v.model_dump() for k, v in doc.estimates.items()}}
+
+
 def read_results(path: str | Path, *, kind: str | None = None) -> ResultsDocument:
     """Read any results file of the lab (see :func:`parse_results`); errors name the file."""
     from hhhlab.store import read_json

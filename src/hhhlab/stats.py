@@ -7,11 +7,14 @@ seeded: the same inputs give the same interval.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 N_BOOT = 2000
+BOOTSTRAP = "bootstrap-percentile"  # `Estimate.method` of `bootstrap`
+PAIRED = "paired-bootstrap-percentile"  # of `paired_difference`: both samples resampled together
+INDEPENDENT = "independent-normal-approximation"  # a difference of two CIs' half-widths in quadrature
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class Estimate:
     lo: float
     hi: float
     n: int
-    method: str = "bootstrap-percentile"
+    method: str = BOOTSTRAP
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,7 +79,7 @@ def paired_difference(
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if xa.shape != xb.shape:
         raise ValueError(f"paired difference needs the same items: {xa.shape} vs {xb.shape}")
-    return bootstrap(xa - xb, n_boot=n_boot, level=level, seed=seed)
+    return replace(bootstrap(xa - xb, n_boot=n_boot, level=level, seed=seed), method=PAIRED)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -1,7 +1,10 @@
 """The results store: run directories on disk plus an embedded SQLite index.
 
 Every command writes a run directory (resolved config, metrics JSON, log, item results) and
-registers the run in ``runs.sqlite`` so reports can query runs later. Writes are atomic (temp
+registers the run in ``runs.sqlite`` so reports can query runs later. A run's metrics are a
+results document (`hhhlab.results`: versioned envelope, ``{value, lo, hi, n, method}``
+estimates), in ``metrics.json`` and in the index; ``runs()`` gives each run's document
+(``results``) and its payload (``metrics``, the stage's own dict). Writes are atomic (temp
 file, fsync, rename): a crash or a full disk never leaves a half-written result, and earlier
 results stay intact. Item-level results (one eval item, one sweep cell) are keyed, so a resumed
 run skips what it finished and never stores an item twice.
@@ -134,10 +137,19 @@ class ResultsStore:
         rows = self._exec(sql + (" WHERE kind=?" if kind else "") + " ORDER BY created", (kind,) if kind else ())
         cols = ["run_id", "kind", "name", "created", "status", "path", "config", "metrics"]
         out = []
+        from hhhlab.results import SchemaError, parse_results
+
         for row in rows:
             rec = dict(zip(cols, row))
             for key in ("config", "metrics"):
                 rec[key] = json.loads(rec[key]) if rec[key] else None
+            rec["results"] = None
+            if rec["metrics"] is not None:
+                try:
+                    rec["results"] = parse_results(rec["metrics"], source=f"run {rec['run_id']}", kind=None)
+                    rec["metrics"] = rec["results"].payload  # legacy rows: the dict itself
+                except SchemaError:
+                    pass  # a document of a newer schema: kept raw, the report says why it cannot read it
             out.append(rec)
         return out
 
@@ -172,13 +184,32 @@ class Run:
         rows = self.store._exec("SELECT key, value FROM items WHERE run_id=?", (self.run_id,))
         return {k: json.loads(v) for k, v in rows}
 
-    def finish(self, metrics: dict, status: str = "finished") -> Path:
-        out = atomic_write_json(self.path / "metrics.json", metrics)
+    def finish(self, metrics: Mapping[str, Any], status: str = "finished") -> Path:
+        """Write the run's results document (``metrics.json``) and index it. ``metrics`` is a
+        document (`results.make_results`) or a stage's flat dict, which is wrapped in one of the
+        run's kind (its ``estimates`` entry, or the estimate records found in it, become the
+        document's estimates)."""
+        from hhhlab.results import KINDS, SCHEMA_NAME, make_results
+
+        doc: Any = dict(metrics)
+        if doc.get("schema") != SCHEMA_NAME:
+            kind = self.kind if self.kind in KINDS else "benchmark"
+            payload = {k: v for k, v in doc.items() if k != "estimates"}
+            from hhhlab.results import find_estimates
+
+            doc = make_results(kind, estimates=doc.get("estimates") or dict(find_estimates(payload)),
+                               payload=payload, run_id=self.run_id, run_kind=self.kind, status=status)
+        out = atomic_write_json(self.path / "metrics.json", doc)
         self.store._exec(
             "UPDATE runs SET status=?, metrics=? WHERE run_id=?",
-            (status, json.dumps(metrics, default=str), self.run_id),
+            (status, json.dumps(doc, default=str), self.run_id),
         )
         return out
+
+    @property
+    def kind(self) -> str | None:
+        rows = self.store._exec("SELECT kind FROM runs WHERE run_id=?", (self.run_id,))
+        return rows[0][0] if rows else None
 
     def log(self, message: str) -> None:
         try:

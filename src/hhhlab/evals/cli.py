@@ -131,15 +131,17 @@ def eval_cmd(
     data = {"run_id": run.run_id, **report.to_dict(), "caveats": caveats, "processes": distributed.world_size()}
     print_report(data)
     fig_dir = figures or (run.path / "figures")
+    extra = {"run_id": run.run_id, "caveats": caveats, "processes": distributed.world_size()}
     if len({m["non_embedding_params"] for m in data["models"].values()}) > 1:
         from hhhlab.report.figures import plot_suite
 
         paths = plot_suite(data, fig_dir)
-        data["figures"] = [str(p) for p in paths]
+        extra["figures"] = [str(p) for p in paths]
         console.print(f"figures: {', '.join(str(p) for p in paths)}")
-    run.finish(data)
+    doc = report.document(**extra)  # the results document (hhhlab.results): metrics.json and --output
+    run.finish(doc)
     if output:
-        atomic_write_json(output, data)
+        atomic_write_json(output, doc)
         console.print(f"wrote {output}")
     console.print(f"run {run.run_id} in {run.path}")
 

@@ -191,6 +191,28 @@ class SuiteReport:
                         "spread": max(vals.values()) - min(vals.values())})
         return out
 
+    def estimates(self) -> dict[str, Estimate]:
+        """Every estimate of the suite under a flat key, for the results document:
+        ``model/condition[@variant]/eval/metric`` and ``model/eval/metric/<comparison>``."""
+        out: dict[str, Estimate] = {}
+        for o in self.outcomes:
+            cond = o.condition + (f"@{o.variant}" if o.variant else "")
+            for metric, est in o.metrics.items():
+                out[f"{o.model}/{cond}/{o.eval}/{metric}"] = est
+        for d in self.differences(seed=self.config.get("seed", 0)):
+            out[f"{d['model']}/{d['eval']}/{d['metric']}/{d['comparison']}"] = Estimate(
+                d["value"], d["lo"], d["hi"], d["n"], d["method"])
+        return out
+
+    def document(self, **payload_extra: Any) -> dict:
+        """The suite as a results document (kind ``eval``): the flat estimates, and this report's
+        dict (per-outcome metrics as estimate records) as the payload."""
+        from hhhlab.results import make_results
+
+        return make_results("eval", config=self.config, estimates=self.estimates(),
+                            payload={**self.to_dict(), **payload_extra},
+                            models=list(self.models), prompt_version=self.prompt_version)
+
     def to_dict(self) -> dict:
         return {
             "config": self.config, "prompt_version": self.prompt_version, "models": self.models,

@@ -28,8 +28,9 @@ from hhhlab import distributed
 from hhhlab.errors import HHHLabError
 from hhhlab.experiments.datasets import PreparedDataset, parse_datasets, prepare_dataset
 from hhhlab.models.load import expand_model_list
-from hhhlab.stats import paired_difference
-from hhhlab.store import ResultsStore, atomic_write_json, read_json
+from hhhlab.results import estimate_dict, make_results, read_results
+from hhhlab.stats import INDEPENDENT, PAIRED, Estimate, paired_difference
+from hhhlab.store import ResultsStore, atomic_write_json
 
 
 class SweepConfig(BaseModel):
@@ -131,7 +132,7 @@ def check_grid(cfg: SweepConfig) -> tuple[list[str], list[str]]:
 
 SUMMARY_KEYS = ("accuracy", "accuracy_ci", "n_eval", "group_accuracy", "group_accuracy_ci", "ece",
                 "non_embedding_params", "train_steps", "train_seconds", "pairs_per_s", "final_train_loss",
-                "pair_correct")
+                "pair_correct", "estimates")
 
 
 def run_sweep(
@@ -194,16 +195,38 @@ def run_sweep(
         "gains": pm_minus_il(cells, done),
     }
     if main:
-        atomic_write_json(out / "sweep.json", results)
+        write_sweep(out / "sweep.json", cfg, results)
         from hhhlab.report.scaling import plot_sweep
 
         results["figures"] = [str(p) for p in plot_sweep(results, out / "figures")]
-        run.finish({"n_cells": len(cells), "gains": results["gains"], "figures": results["figures"]})
-        atomic_write_json(out / "sweep.json", results)
+        run.finish(write_sweep_document(cfg, results, run_id=run.run_id))
+        write_sweep(out / "sweep.json", cfg, results)
     distributed.barrier()
     if not main:
-        results = read_json(out / "sweep.json")
+        results = read_results(out / "sweep.json").payload
     return results
+
+
+def sweep_estimates(results: dict) -> dict[str, dict]:
+    """The sweep's estimates under flat keys: ``dataset/model/objective/accuracy`` per cell and
+    ``dataset/model/pm_minus_il`` per gain (its method says paired or independent)."""
+    out: dict[str, dict] = {}
+    for c in results["cells"]:
+        for name, est in (c.get("estimates") or {}).items():
+            out[f"{c['dataset']}/{c['model']}/{c['objective']}/{name}"] = est
+    for g in results["gains"]:
+        out[f"{g['dataset']}/{g['model']}/pm_minus_il"] = g["estimate"]
+    return out
+
+
+def write_sweep_document(cfg: SweepConfig, results: dict, **prov) -> dict:
+    return make_results("sweep_objectives", config=cfg.model_dump(), estimates=sweep_estimates(results),
+                        payload=results, models=cfg.model_list(), **prov)
+
+
+def write_sweep(path: Path, cfg: SweepConfig, results: dict) -> Path:
+    """``sweep.json``: the sweep as a results document (kind ``sweep_objectives``)."""
+    return atomic_write_json(path, write_sweep_document(cfg, results))
 
 
 def pm_minus_il(cells: list[Cell], done: dict[str, dict]) -> list[dict]:
@@ -225,11 +248,13 @@ def pm_minus_il(cells: list[Cell], done: dict[str, dict]) -> list[dict]:
         a, b = pm.get("pair_correct"), il.get("pair_correct")
         if a and b and len(a) == len(b):
             est = paired_difference(a, b)
-            ci, method = [est.lo, est.hi], "paired bootstrap"
+            ci, method, n = [est.lo, est.hi], "paired bootstrap", est.n
         else:
             half = math.hypot(*((m["accuracy_ci"][1] - m["accuracy_ci"][0]) / 2 for m in (pm, il)))
-            ci, method = [diff - half, diff + half], "independent (normal approximation)"
+            ci, method, n = [diff - half, diff + half], "independent (normal approximation)", int(
+                min(pm.get("n_eval") or 0, il.get("n_eval") or 0))
+        record = Estimate(diff, ci[0], ci[1], n, PAIRED if method == "paired bootstrap" else INDEPENDENT)
         gains.append({"dataset": c.dataset, "model": c.model, "kind": pm["kind"],
                       "non_embedding_params": pm["non_embedding_params"], "gain": diff,
-                      "gain_ci": ci, "gain_ci_method": method})
+                      "gain_ci": ci, "gain_ci_method": method, "estimate": estimate_dict(record)})
     return gains

@@ -78,7 +78,8 @@ def eval_command(
     json_out: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
 ) -> None:
     """Evaluate a trained model: pairwise accuracy (+CI), group accuracy, calibration (ECE)."""
-    from hhhlab.store import ResultsStore, atomic_write_json
+    from hhhlab.results import write_metrics
+    from hhhlab.store import ResultsStore
     from hhhlab.train.preference_model import PreferenceModel
     from hhhlab.train.trainer import evaluate_model
 
@@ -94,11 +95,11 @@ def eval_command(
     metrics.update(model=model.name, objective=model.extra.get("objective"), pm=str(path), data=str(data),
                    non_embedding_params=model.non_embedding_params, dtype=dtype, batch_size=batch_size,
                    processes=distributed.world_size())
-    run = ResultsStore().create_run("pm_eval", {"pm": str(path), "data": str(data), "dtype": dtype,
-                                                "batch_size": batch_size, "max_eval": max_eval})
+    run_config = {"pm": str(path), "data": str(data), "dtype": dtype, "batch_size": batch_size, "max_eval": max_eval}
+    run = ResultsStore().create_run("pm_eval", run_config)
     run.finish({k: v for k, v in metrics.items() if k not in ("calibration_bins", "pair_correct")})
-    if output:
-        atomic_write_json(output, metrics)
+    if output:  # a results document (hhhlab.results), like the run's metrics.json
+        write_metrics(output, "pm_eval", metrics, config=run_config, models=[model.name])
     if json_out:
         print(json.dumps(metrics, indent=2, default=str))
     else:

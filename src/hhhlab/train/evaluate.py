@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from hhhlab.results import estimate_dict
 from hhhlab.stats import Estimate, bootstrap, pass_at_k
 from hhhlab.train.batching import EncodedGroup
 
@@ -92,8 +93,13 @@ def evaluation_metrics(groups: Sequence[EncodedGroup], scores: Sequence[Sequence
     by_kind: dict[str, list[float]] = defaultdict(list)
     for gi, c, _ in outcomes:
         by_kind[str(groups[gi].metadata.get("subset", ""))].append(c)
+    # Every estimate as one record {value, lo, hi, n, method} (hhhlab.results): the results
+    # document's estimates; the flat accuracy/accuracy_ci fields stay for existing readers.
+    estimates = {"accuracy": acc, **({"group_accuracy": grp} if grp is not None else {})}
     if len(by_kind) > 1:
         out["accuracy_by_subset"] = {k: bootstrap(v).to_dict() for k, v in by_kind.items()}
+        estimates.update({f"accuracy_by_subset/{k}": bootstrap(v) for k, v in by_kind.items()})
+    out["estimates"] = {k: estimate_dict(v) for k, v in estimates.items()}
     return out
 
 

@@ -37,7 +37,8 @@ from pathlib import Path
 import torch
 
 from hhhlab.errors import HHHLabError
-from hhhlab.store import atomic_write_json, read_json
+from hhhlab.results import read_metrics, write_metrics
+from hhhlab.store import read_json
 from hhhlab.train.batching import EncodedGroup
 from hhhlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hhhlab.train.config import TrainConfig
@@ -354,7 +355,7 @@ def train_and_evaluate(cfg: TrainConfig, *, accelerator=None) -> dict:
     metrics_path = out_dir / "metrics.json"
     key = {**cfg.training_key(), "eval": cfg.eval, "max_eval": cfg.max_eval, "max_steps": cfg.max_steps}
     if metrics_path.exists():
-        done = read_json(metrics_path)
+        done = read_metrics(metrics_path)  # a results document (or a legacy metrics file)
         if done.get("config_key") == key:
             return done
     t0 = time.perf_counter()
@@ -378,7 +379,7 @@ def train_and_evaluate(cfg: TrainConfig, *, accelerator=None) -> dict:
             loss_history=summary["history"], train_data=summary["data"], wall_seconds=time.perf_counter() - t0,
             config=cfg.model_dump(), config_key=key, model_dir=str(out_dir / "model"),
         )
-        atomic_write_json(metrics_path, metrics)
+        write_metrics(metrics_path, "pm_train", metrics, config=cfg.model_dump(), models=[cfg.model])
         if cfg.record_run:
             from hhhlab.store import ResultsStore
 
@@ -387,5 +388,5 @@ def train_and_evaluate(cfg: TrainConfig, *, accelerator=None) -> dict:
             run.finish({k: v for k, v in metrics.items() if k not in ("calibration_bins", "loss_history", "pair_correct")})
     PartialState().wait_for_everyone()
     if not main:
-        metrics = read_json(metrics_path)
+        metrics = read_metrics(metrics_path)
     return metrics

@@ -160,3 +160,20 @@ def test_legacy_files_still_read(tmp_path):
     legacy_sweep = {"cells": [], "gains": [{"dataset": "d", "model": "m", "gain": 0.1, "gain_ci": [0, 0.2]}]}
     (tmp_path / "sweep.json").write_text(json.dumps(legacy_sweep))
     assert read_results(tmp_path / "sweep.json", kind="sweep_objectives").payload == legacy_sweep
+
+
+def test_figure_functions_read_documents_paths_and_legacy_dicts(tmp_path):
+    from hhhlab.report.scaling import plot_sweep
+    from hhhlab.results import write_results
+
+    cells = [{"dataset": "d", "objective": o, "model": "m", "kind": "ranked", "accuracy": a,
+              "accuracy_ci": [a - 0.1, a + 0.1], "non_embedding_params": p}
+             for o, a in (("imitation", 0.6), ("preference", 0.7)) for p in (100, 200)]
+    legacy = {"datasets": {"d": {"kind": "ranked"}}, "cells": cells,
+              "gains": [{"dataset": "d", "model": "m", "kind": "ranked", "non_embedding_params": 100, "gain": 0.1,
+                         "gain_ci": [0.0, 0.2]}]}
+    (tmp_path / "legacy.json").write_text(json.dumps(legacy))
+    doc = write_results(tmp_path / "doc.json", "sweep_objectives", payload=legacy)
+    for source in (legacy, tmp_path / "legacy.json", doc, json.loads(doc.read_text())):
+        paths = plot_sweep(source, tmp_path / "figs")
+        assert [p.name for p in paths] == ["accuracy_vs_params.png", "pm_minus_il.png"]

@@ -233,6 +233,16 @@ def read_metrics(path: str | Path, *, kind: str | None = None) -> dict[str, Any]
     return {**doc.payload, "estimates": {k: v.model_dump() for k, v in doc.estimates.items()}}
 
 
+def payload_of(data: Any, *, kind: str | None = None) -> dict[str, Any]:
+    """A stage's own dict from a results file path, a results document (as JSON) or that dict
+    itself (what figure functions take: a path, a document or a report all work; legacy too)."""
+    if isinstance(data, str | Path):
+        return read_results(data, kind=kind).payload
+    if isinstance(data, Mapping) and data.get("schema") == SCHEMA_NAME:
+        return parse_results(data, kind=kind).payload
+    return dict(data)
+
+
 def read_results(path: str | Path, *, kind: str | None = None) -> ResultsDocument:
     """Read any results file of the lab (see :func:`parse_results`); errors name the file."""
     from hhhlab.store import read_json

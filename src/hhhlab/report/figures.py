@@ -133,8 +133,12 @@ def _save(fig_name: str, panels: tuple[Panel, ...], data: dict, out_dir: Path) -
     return path
 
 
-def plot_suite(data: dict, out_dir: str | Path) -> list[Path]:
-    """Write every paper figure the report has data for, plus one figure per other eval."""
+def plot_suite(data: dict | str | Path, out_dir: str | Path) -> list[Path]:
+    """Write every paper figure the report has data for, plus one figure per other eval.
+    ``data``: an eval report, its results document, or the path of either (legacy files too)."""
+    from hhhlab.results import payload_of
+
+    data = payload_of(data, kind="eval")
     out_dir = Path(out_dir)
     written = []
     covered = set()

@@ -30,8 +30,13 @@ def _errorbar(ax, xs, ys, cis, **kw) -> None:
     ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], capsize=3, **kw)
 
 
-def plot_sweep(results: dict, out_dir: Path) -> list[Path]:
-    """Write ``accuracy_vs_params.png`` (Figs 14–15) and ``pm_minus_il.png`` (Fig 3)."""
+def plot_sweep(results: dict | str | Path, out_dir: Path) -> list[Path]:
+    """Write ``accuracy_vs_params.png`` (Figs 14–15) and ``pm_minus_il.png`` (Fig 3).
+    ``results``: a sweep's results, its ``sweep.json`` document, or that file's path (legacy too)."""
+    from hhhlab.results import payload_of
+
+    results = payload_of(results, kind="sweep_objectives")
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     datasets = list(results["datasets"])

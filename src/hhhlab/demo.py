@@ -153,7 +153,7 @@ def stage_sanity(cfg: DemoConfig, out: Path, progress: Progress) -> Path:
             {"answer": a.strip(), "logprob": r.logprob, "logprob_per_token": r.logprob / r.n_tokens,
              "picked": j == best} for j, (a, r) in enumerate(zip(answers, chunk))]})
         progress.advance("sanity")
-    right = bootstrap([float(q["right"]) for q in questions], seed=cfg.seed)
+    right = bootstrap([1.0 if q["right"] else 0.0 for q in questions], seed=cfg.seed)
     return write_results(out / "results.json", "demo", config={"model": cfg.model, "dtype": cfg.dtype},
                          estimates={"sanity/right": right},
                          payload={"questions": questions, "seconds": time.perf_counter() - t0,
@@ -338,7 +338,7 @@ def stage_pmp(cfg: DemoConfig, out: Path, progress: Progress) -> Path | None:
 
     progress.total("pmp", 1)
     sc = SyntheticSweepConfig(model=cfg.rungs(cfg.pmp_rung)[0], conditions=cfg.pmp_conditions,  # type: ignore[arg-type]
-                              pmp_pairs=cfg.pmp_pairs, sizes=cfg.pmp_sizes, eval_pairs=128,  # type: ignore[arg-type]
+                              pmp_pairs=cfg.pmp_pairs, sizes=cfg.pmp_sizes, eval_pairs=128,  # type: ignore[arg-type,call-arg]
                               output=str(out / "run"), seed=cfg.seed)
     run_synthetic(sc)
     shutil.copyfile(out / "run" / "results.json", out / "results.json")
@@ -356,8 +356,9 @@ def stage_elo(cfg: DemoConfig, out: Path) -> Path | None:
     if not cfg.feedback_db and not Path(db).exists():
         raise DataError(f"no comparisons yet: no feedback database at {db} (collect some with `hhhlab serve`, "
                         "or pass --feedback-db)")
-    source = {"comparisons": db} if db.endswith(".jsonl") else {"db": db}  # comparisons gathered elsewhere
-    ec = EloConfig(**source, output=str(out / "results.json"), figures=str(out / "figures"))
+    jsonl = db.endswith(".jsonl")  # comparisons gathered elsewhere
+    ec = EloConfig(db=None if jsonl else db, comparisons=db if jsonl else None, output=str(out / "results.json"),
+                   figures=str(out / "figures"))
     write_outputs(analyze(ec), ec)
     return out / "results.json"
 

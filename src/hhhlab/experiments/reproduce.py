@@ -89,9 +89,9 @@ class ReproduceConfig(BaseModel):
     seed: int = 0
     accelerate_config: str | None = Field(None, description="built-in name (ddp, fsdp, deepspeed) or a file: "
                                                             "training cells with >1 GPU launch with it")
-    evals: EvalStudy | None = Field(default_factory=EvalStudy, description="null: skip the evals")
-    pm_vs_il: PmVsIlStudy | None = Field(default_factory=PmVsIlStudy, description="null: skip PM vs IL")
-    ray: RaySettings = Field(default_factory=RaySettings)
+    evals: EvalStudy | None = Field(default_factory=lambda: EvalStudy(), description="null: skip the evals")
+    pm_vs_il: PmVsIlStudy | None = Field(default_factory=lambda: PmVsIlStudy(), description="null: skip PM vs IL")
+    ray: RaySettings = Field(default_factory=lambda: RaySettings())
 
 
 # -- configs shipped in the package -----------------------------------------------------------
@@ -305,10 +305,10 @@ def record_cell(cfg: ReproduceConfig, info: dict[str, Any], cell: Cell, result: 
     sc = info["train"][cell.key]
     summary = {k: result.get(k) for k in SUMMARY_KEYS} | {"kind": info["datasets"][sc.dataset].kind}
     est = {}
-    if summary.get("accuracy") is not None and summary.get("accuracy_ci"):
-        est[f"{sc.dataset}/{sc.objective}/{sc.model}/accuracy"] = {
-            "value": summary["accuracy"], "lo": summary["accuracy_ci"][0], "hi": summary["accuracy_ci"][1],
-            "n": summary.get("n_eval") or 0}
+    acc, ci = summary.get("accuracy"), summary.get("accuracy_ci")
+    if acc is not None and ci:
+        est[f"{sc.dataset}/{sc.objective}/{sc.model}/accuracy"] = {"value": acc, "lo": ci[0], "hi": ci[1],
+                                                                  "n": summary.get("n_eval") or 0}
     return write_results(cell_doc(out, cell.key), "pm_train", config=cell.args[0], estimates=est,
                          payload={"cell": {"model": sc.model, "objective": sc.objective, "dataset": sc.dataset,
                                            **summary}},

@@ -82,6 +82,8 @@ def collect(runs: list[str] | None = None, *, store: ResultsStore | None = None)
             _read_dir(Path(row["path"]), row["kind"], row["run_id"], out)
         return out
     for ref in runs:
+        if not ref.strip():
+            continue
         p = Path(ref).expanduser()
         if p.is_file():
             try:
@@ -89,8 +91,8 @@ def collect(runs: list[str] | None = None, *, store: ResultsStore | None = None)
             except HHHLabError as exc:
                 out.problems.append(str(exc))
         elif p.is_dir():
-            row = next((r for r in store_rows.values() if Path(r["path"]) == p), None)
-            _read_dir(p, row["kind"] if row else None, row["run_id"] if row else None, out)
+            match = [r for r in store_rows.values() if Path(r["path"]) == p]
+            _read_dir(p, match[0]["kind"] if match else None, match[0]["run_id"] if match else None, out)
             for sub in sorted(q for q in p.iterdir() if q.is_dir() and q.name != "results"):
                 _read_dir(sub, None, None, out)  # a folder of stage directories (the demo's)
         elif ref in store_rows:

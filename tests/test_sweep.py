@@ -130,3 +130,43 @@ def test_pm_minus_il_is_a_paired_bootstrap_when_cells_carry_pair_outcomes():
     assert paired["gain_ci_method"] == "paired bootstrap" and paired["gain_ci"][0] > 0
     old = pm_minus_il(cells, {cells[0].key: cell(il_pairs, False), cells[1].key: cell(pm_pairs, False)})[0]
     assert old["gain_ci_method"].startswith("independent") and old["gain_ci"][0] < 0 < paired["gain_ci"][0]
+
+
+def test_sweep_flags_are_generated_from_the_config_and_yaml_works(tmp_path, data_files, monkeypatch):
+    """One source of flags, YAML keys and defaults: every `SweepConfig` field is a flag."""
+    from typer.testing import CliRunner
+
+    from hhhlab.cli import app
+    from hhhlab.experiments import cli as sweep_cli
+
+    params = set(sweep_cli._objectives.__signature__.parameters)
+    assert params == set(SweepConfig.model_fields) | {"config"}
+    got = {}
+    def fake_run_sweep(cfg, on_cell=None):
+        got["cfg"] = cfg
+        return {"cells": [], "gains": [], "figures": []}
+
+    monkeypatch.setattr("hhhlab.experiments.sweep.run_sweep", fake_run_sweep)
+    ranked, _ = data_files
+    yml = tmp_path / "s.yaml"
+    yml.write_text(f"datasets: arith={ranked}\noutput: {tmp_path / 'out'}\nlr: 0.002\nmax-steps: 3\n")
+    res = CliRunner().invoke(app, ["sweep", "objectives", "--config", str(yml), "--lr", "0.003", "--models", "tiny:llama"])
+    assert res.exit_code == 0, res.output
+    cfg = got["cfg"]
+    assert (cfg.lr, cfg.max_steps, cfg.models, cfg.dtype) == (0.003, 3, "tiny:llama", "auto")
+    res = CliRunner().invoke(app, ["sweep", "objectives", "--config", str(yml), "--batch-size", "0"])
+    assert res.exit_code != 0 and "batch_size" in str(res.exception)
+
+
+def test_one_default_dtype_rule_for_eval_pm_and_sweep():
+    import inspect as _inspect
+
+    from hhhlab.evals.cli import eval_cmd
+    from hhhlab.models.device import DEFAULT_DTYPE
+    from hhhlab.train.cli import eval_command
+    from hhhlab.train.config import TrainConfig
+
+    flag_default = lambda fn: _inspect.signature(fn).parameters["dtype"].default.default
+    assert DEFAULT_DTYPE == "auto"
+    assert {flag_default(eval_cmd), flag_default(eval_command), TrainConfig.model_fields["dtype"].default,
+            SweepConfig.model_fields["dtype"].default} == {DEFAULT_DTYPE}

@@ -47,7 +47,7 @@ def eval_cmd(
     data_dir: Path = typer.Option(None, "--data-dir", help="local data laid out like shared/data"),
     output: Path = typer.Option(None, "--output", "-o", help="write the JSON report here"),
     batch_size: int = typer.Option(16, "--batch-size", help="scoring batch size (metrics do not depend on it)"),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32 or bfloat16"),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 where native, else float32), float32 or bfloat16"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
     prompt: Path = typer.Option(None, "--prompt", help="a prompt file instead of the built-in HHH prompt"),
     resume: bool = typer.Option(False, "--resume", help="continue the latest run with the same settings, "

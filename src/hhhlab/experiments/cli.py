@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -12,40 +14,15 @@ app = typer.Typer(no_args_is_help=True)
 console = Console()
 
 
-@app.command("objectives")
-def objectives_cmd(
-    datasets: str = typer.Option(..., help="hellaswag, summarize, ethics-commonsense, ethics-utilitarianism, ... "
-                                           "or NAME=PATH (JSONL of preference groups, or a folder with "
-                                           "train.jsonl and test.jsonl)"),
-    output: Path = typer.Option(..., "--output", "-o", help="sweep directory (resumable: rerun to continue)"),
-    models: str = typer.Option("smollm2-135m@L2,@L4,@L8,@L15,smollm2-135m", help="model ladder"),
-    objectives: str = typer.Option("imitation,preference", help="imitation, preference (ranked), classifier"),
-    train_size: int = typer.Option(1000, help="training groups per dataset"),
-    eval_size: int = typer.Option(500, help="held-out groups per dataset"),
-    data_dir: Path = typer.Option(None, help="local copies of the sources, laid out like shared/data"),
-    epochs: float = typer.Option(1.0),
-    max_steps: int = typer.Option(None, help="optimizer steps per cell (default: epochs)"),
-    checkpoint_every: int = typer.Option(100, help="training checkpoint every N steps (a killed cell resumes "
-                                                   "from its last one)"),
-    batch_size: int = typer.Option(8),
-    lr: float = typer.Option(1e-5),
-    max_length: int = typer.Option(512),
-    dtype: str = typer.Option("float32", help="float32 or bfloat16 (autocast)"),
-    lora: bool = typer.Option(False),
-    seed: int = typer.Option(0),
-) -> None:
+def _objectives(**flags) -> None:
     """IL vs PM on each dataset across model sizes: table, sweep.json, the paper's Figs 3, 14, 15."""
-    from pydantic import ValidationError
+    from hhhlab.configflags import build_config
+    from hhhlab.experiments.sweep import SweepConfig, run_sweep
 
-    from hhhlab.experiments.sweep import SweepConfig, invalid, run_sweep
-
-    try:
-        cfg = SweepConfig(models=models, objectives=objectives, datasets=datasets, train_size=train_size,
-                          eval_size=eval_size, output=str(output), data_dir=str(data_dir) if data_dir else None,
-                          epochs=epochs, max_steps=max_steps, checkpoint_every=checkpoint_every,
-                          batch_size=batch_size, lr=lr, max_length=max_length, dtype=dtype, lora=lora, seed=seed)
-    except ValidationError as exc:
-        raise invalid(exc, "sweep settings") from None
+    yaml_path = flags.pop("config", None)
+    base = load_yaml(yaml_path) if yaml_path else {}
+    cfg = build_config(SweepConfig, base, flags, where=f"sweep settings ({yaml_path or 'command line'})")
+    output = Path(cfg.output)
 
     def on_cell(cell, summary, cached):
         state = "cached" if cached else "done"
@@ -74,3 +51,33 @@ def objectives_cmd(
                           f"[{g['gain_ci'][0]:+.3f}, {g['gain_ci'][1]:+.3f}]")
         console.print(gains)
     console.print(f"results: {output / 'sweep.json'}; figures: {', '.join(results['figures'])}")
+
+
+def load_yaml(path: Path) -> dict:
+    """A YAML file of sweep settings (the same keys as the flags); errors name the file."""
+    import yaml
+
+    from hhhlab.errors import HHHLabError
+
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise HHHLabError(f"cannot read sweep config {path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise HHHLabError(f"{path}: expected a mapping of setting: value, got {type(loaded).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in loaded.items()}
+
+
+def _signature() -> inspect.Signature:
+    """``hhhlab sweep objectives``'s flags: one per `SweepConfig` field (the single source of flags,
+    YAML keys and defaults, as `TrainConfig` is for ``pm train``), plus ``--config FILE``."""
+    from hhhlab.configflags import config_flags
+    from hhhlab.experiments.sweep import SweepConfig
+
+    config = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045 (typer reads the object)
+                               default=typer.Option(None, "--config", help="YAML file of settings (flags override it)"))
+    return inspect.Signature([config, *config_flags(SweepConfig)])
+
+
+_objectives.__signature__ = _signature()  # type: ignore[attr-defined]
+app.command("objectives")(_objectives)

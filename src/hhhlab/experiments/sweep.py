@@ -21,12 +21,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hhhlab import distributed
-from hhhlab.errors import HHHLabError
+from hhhlab.errors import HHHLabError, describe_validation_error
 from hhhlab.experiments.datasets import PreparedDataset, parse_datasets, prepare_dataset
+from hhhlab.models.device import DEFAULT_DTYPE
 from hhhlab.models.load import expand_model_list
 from hhhlab.results import estimate_dict, make_results, read_results
 from hhhlab.stats import INDEPENDENT, PAIRED, Estimate, paired_difference
@@ -46,17 +48,19 @@ class SweepConfig(BaseModel):
     eval_size: int | None = Field(500, ge=1, description="held-out groups per dataset (None: all)")
     output: str = Field(..., description="sweep directory: data cache, cells, table, figures")
     data_dir: str | None = Field(None, description="local copies of the sources, laid out like shared/data")
-    epochs: float = 1.0
-    max_steps: int | None = None
+    epochs: float = Field(1.0, gt=0, description="passes over each cell's training data (without max_steps)")
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps per cell (default: epochs)")
     checkpoint_every: int = Field(100, ge=1, description="training checkpoint every N steps: a killed cell "
                                                           "resumes from its last one")
-    batch_size: int = 8
-    lr: float = 1e-5
-    max_length: int = 512
-    dtype: str = "float32"
-    lora: bool = False
-    seed: int = 0
-    progress: bool = True
+    batch_size: int = Field(8, ge=1, description="groups per optimizer step")
+    lr: float = Field(1e-5, gt=0, description="peak learning rate (AdamW)")
+    max_length: int = Field(512, ge=8, description="window per sequence; contexts are cut from the left")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        DEFAULT_DTYPE, description="auto (bf16 where the hardware has native bf16, else float32), float32, "
+                                   "or bfloat16 autocast")
+    lora: bool = Field(False, description="train LoRA adapters and the head instead of all weights")
+    seed: int = Field(0, description="data sampling, splits and initialisation")
+    progress: bool = Field(True, description="show progress bars")
 
     def model_list(self) -> list[str]:
         return expand_model_list(self.models)
@@ -107,8 +111,7 @@ def cell_config(cfg: SweepConfig, cell: Cell, data: PreparedDataset):
 
 def invalid(exc: ValidationError, where: str) -> HHHLabError:
     """A pydantic error as one line naming each bad field (the CLI prints it without a traceback)."""
-    reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-    return HHHLabError(f"invalid {where}: {reasons}")
+    return HHHLabError(f"invalid {where}: {describe_validation_error(exc, 'config')}")
 
 
 def check_grid(cfg: SweepConfig) -> tuple[list[str], list[str]]:

@@ -50,6 +50,12 @@ def resolve_device(device: str | None = "auto") -> torch.device:
     return dev
 
 
+DEFAULT_DTYPE = "auto"
+"""The one default dtype rule of ``eval``, ``pm train``/``pm eval`` and ``sweep``: ``auto``, which
+`resolve_dtype` turns into bfloat16 where the hardware has native bf16 matmuls (CUDA with bf16,
+CPUs with AVX-512 BF16/AMX) and float32 elsewhere."""
+
+
 def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: torch.device | None = None) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype

@@ -71,7 +71,7 @@ def eval_command(
     pm: Path = typer.Option(..., "--pm", help="directory written by `hhhlab pm train` (OUTPUT/model)"),
     data: Path = typer.Option(..., "--data", help="preference groups (JSONL)"),
     batch_size: int = typer.Option(32, help="responses per forward pass (scores do not depend on it)"),
-    dtype: str = typer.Option("float32", help="float32, bfloat16 or auto"),
+    dtype: str = typer.Option("auto", help="auto (bf16 where native, else float32), float32 or bfloat16"),
     device: str = typer.Option("auto", help="auto, cpu, cuda"),
     max_eval: Optional[int] = typer.Option(None, help="use only the first N groups"),
     output: Optional[Path] = typer.Option(None, help="write the metrics JSON here too"),

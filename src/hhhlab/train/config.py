@@ -52,7 +52,8 @@ class TrainConfig(BaseModel):
     pm_weight: float = Field(1.0, ge=0, description="λ: weight of the preference (or classifier) loss (eq. C.1)")
     lm_weight: float = Field(0.0, ge=0, description="μ: LM loss on the good sequence added to the PM loss (eq. C.1)")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "float32", description="float32, or bfloat16 autocast (fp32 master weights); auto = bf16 where native")
+        "auto", description="auto = bf16 where native, else float32 (models.device.DEFAULT_DTYPE); float32; or "
+                            "bfloat16 autocast (fp32 master weights)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1 (ignored under accelerate launch)")
     max_length: int = Field(1024, ge=8, description="window per sequence; contexts are cut from the left")
     length_grouped: bool = Field(True, description="batch groups of similar length together (less padding)")

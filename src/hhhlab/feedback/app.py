@@ -222,6 +222,11 @@ def create_app(cfg: ServeConfig, pool: SystemPool, store: FeedbackStore) -> Fast
         except RequestError as exc:
             scheduler.release(a, b)
             raise AppError(400, f"the models cannot answer this: {exc}") from None
+        except Exception as exc:  # a model that fails must not take the server down
+            scheduler.release(a, b)
+            log.exception("generation failed")
+            raise AppError(500, f"a model failed to answer ({type(exc).__name__}: {exc}); nothing was stored, "
+                                "try again or start a new conversation", "Model error") from None
         except BaseException:
             scheduler.release(a, b)
             raise

@@ -202,11 +202,10 @@ def stage_evals(cfg: DemoConfig, out: Path, progress: Progress, say: Callable[[s
     data = report.to_dict()
     data["caveats"] = sorted({c for m in report.models.values() for c in m.get("caveats", [])})
     run.finish(data)
-    estimates = {f"{o.model}/{o.eval}/{o.condition}/{k}": v for o in report.outcomes for k, v in o.metrics.items()}
     dtypes = sorted({str(m.get("dtype")) for m in report.models.values()})
-    return write_results(out / "results.json", "eval", config=suite.to_dict(), estimates=estimates, payload=data,
-                         models=list(report.models), dtype=",".join(dtypes), prompt_version=report.prompt_version,
-                         data=_data_manifest(cfg), store_run=run.run_id)
+    return write_results(out / "results.json", "eval", config=suite.to_dict(), estimates=report.estimates(),
+                         payload=data, models=list(report.models), dtype=",".join(dtypes),
+                         prompt_version=report.prompt_version, data=_data_manifest(cfg), store_run=run.run_id)
 
 
 def _data_manifest(cfg: DemoConfig) -> dict[str, Any]:
@@ -269,21 +268,13 @@ def stage_pm_vs_il(cfg: DemoConfig, out: Path, progress: Progress) -> Path:
     n_cells = len(sweep.model_list()) * 2 * len(datasets.split(","))
     progress.total("pm_vs_il", n_cells)
     results = run_sweep(sweep, on_cell=lambda cell, summary, cached: progress.advance("pm_vs_il"))
-    estimates = {}
-    for c in results["cells"]:
-        if c.get("accuracy") is not None and c.get("accuracy_ci"):
-            estimates[f"{c['dataset']}/{c['objective']}/{c['model']}/accuracy"] = {
-                "value": c["accuracy"], "lo": c["accuracy_ci"][0], "hi": c["accuracy_ci"][1], "n": c.get("n_eval") or 0}
-    for g in results["gains"]:
-        estimates[f"{g['dataset']}/pm_minus_il/{g['model']}"] = {
-            "value": g["gain"], "lo": g["gain_ci"][0], "hi": g["gain_ci"][1],
-            "n": next((c.get("n_eval") or 0 for c in results["cells"] if c["dataset"] == g["dataset"]), 0),
-            "method": g.get("gain_ci_method", "paired bootstrap")}
     payload = {k: v for k, v in results.items() if k != "figures"}
-    payload["cells"] = [{k: v for k, v in c.items() if k != "pair_correct"} for c in results["cells"]]
     payload["note"] = note
-    return write_results(out / "results.json", "sweep_objectives", config=sweep.model_dump(), estimates=estimates,
-                         payload=payload, models=sweep.model_list(), dtype="float32", data={"datasets": datasets})
+    from hhhlab.experiments.sweep import write_sweep_document
+    from hhhlab.store import atomic_write_json
+
+    return atomic_write_json(out / "results.json", write_sweep_document(sweep, payload, dtype="float32",
+                                                                        data={"datasets": datasets}))
 
 
 def distill_corpus(cfg: DemoConfig, out: Path) -> str:

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hhhlab.configflags import build_config
 from hhhlab.errors import DataError, HHHLabError
 from hhhlab.experiments.executor import Cell, Executor, make_executor
-from hhhlab.results import SchemaError, read_results, write_results
+from hhhlab.results import SchemaError, estimate_dict, read_results, write_results
 
 CONFIG_PACKAGE = "hhhlab.configs"
 
@@ -194,8 +194,7 @@ def run_eval_cell(model: str, suite: dict[str, Any], run_id: str) -> dict[str, A
     data["caveats"] = sorted({c for m in report.models.values() for c in m.get("caveats", [])})
     run.finish(data)
     return {"suite": cfg.to_dict(), "payload": data, "store_run": run.run_id,
-            "estimates": {f"{o.model}/{o.eval}/{o.condition}/{k}": v.to_dict()
-                          for o in report.outcomes for k, v in o.metrics.items()}}
+            "estimates": {k: estimate_dict(v) for k, v in report.estimates().items()}}
 
 
 def run_train_cell(train_cfg: dict[str, Any], accelerate_config: str | None = None, processes: int = 1) -> dict:
@@ -304,11 +303,7 @@ def record_cell(cfg: ReproduceConfig, info: dict[str, Any], cell: Cell, result: 
 
     sc = info["train"][cell.key]
     summary = {k: result.get(k) for k in SUMMARY_KEYS} | {"kind": info["datasets"][sc.dataset].kind}
-    est = {}
-    acc, ci = summary.get("accuracy"), summary.get("accuracy_ci")
-    if acc is not None and ci:
-        est[f"{sc.dataset}/{sc.objective}/{sc.model}/accuracy"] = {"value": acc, "lo": ci[0], "hi": ci[1],
-                                                                  "n": summary.get("n_eval") or 0}
+    est = {f"{sc.dataset}/{sc.model}/{sc.objective}/{name}": e for name, e in (summary.get("estimates") or {}).items()}
     return write_results(cell_doc(out, cell.key), "pm_train", config=cell.args[0], estimates=est,
                          payload={"cell": {"model": sc.model, "objective": sc.objective, "dataset": sc.dataset,
                                            **summary}},
@@ -343,12 +338,9 @@ def assemble(cfg: ReproduceConfig, cells: list[Cell], info: dict[str, Any]) -> l
                        **{k: v for k, v in done[c.key].items() if k != "pair_correct"}} for c in finished_cells],
             "gains": gains, "complete": len(finished_cells) == len(grid), "missing": info.get("missing", {}),
         }
-        est = {f"{g['dataset']}/pm_minus_il/{g['model']}": {"value": g["gain"], "lo": g["gain_ci"][0],
-                                                            "hi": g["gain_ci"][1], "n": 0,
-                                                            "method": g["gain_ci_method"]} for g in gains}
-        written.append(write_results(out / "pm_vs_il" / "results.json", "sweep_objectives",
-                                     config=info["sweep"].model_dump(), estimates=est, payload=payload,
-                                     models=info["sweep"].model_list(), study=cfg.name))
+        from hhhlab.experiments.sweep import write_sweep
+
+        written.append(write_sweep(out / "pm_vs_il" / "results.json", info["sweep"], payload))
     return written
 
 

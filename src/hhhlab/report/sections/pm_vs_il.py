@@ -34,7 +34,8 @@ def _cells(sources: list[Source]) -> tuple[dict[tuple, tuple[dict, dict, Source]
         for name, d in (p.get("datasets") or {}).items():
             kinds[name] = d.get("kind", "ranked")
         for c in p.get("cells") or []:
-            est = as_estimate(c.get("accuracy"), c.get("accuracy_ci"), c.get("n_eval"))
+            est = as_estimate((c.get("estimates") or {}).get("accuracy")) or as_estimate(
+                c.get("accuracy"), c.get("accuracy_ci"), c.get("n_eval"))
             if est is None or c.get("non_embedding_params") is None:
                 continue
             cells[(c["dataset"], c["objective"], c["model"])] = (c, est, s)
@@ -46,7 +47,7 @@ def _gains(sources: list[Source]) -> list[tuple[dict, dict]]:
     out: dict[tuple, tuple[dict, dict]] = {}
     for s in sources:
         for g in s.doc.payload.get("gains") or []:
-            est = as_estimate(g.get("gain"), g.get("gain_ci"))
+            est = as_estimate(g.get("estimate")) or as_estimate(g.get("gain"), g.get("gain_ci"))
             if est is not None:
                 out[(g["dataset"], g["model"])] = (g, est)
     return list(out.values())

@@ -52,6 +52,28 @@ def test_tree_rows_match_separate_sequences(pm):
         assert got == pytest.approx(plain_scores(pm, context, responses), abs=1e-5)
 
 
+SHARED_START = ("Q: What is the capital of Kenya?\nA:", [" The capital of Kenya is Nairobi.", " The capital of Kenya is Kyiv.",
+                                                       " The capital", " The capital of Kenya is Nairobi."])
+
+
+def test_responses_sharing_their_first_tokens_share_them_exactly(pm):
+    from hhhlab.train.batching import build_batch
+
+    context, responses = SHARED_START
+    g = pm.encode(context, responses)
+    batch = build_batch([g], eoc_id=pm.eoc_id, pad_id=0, lm="all")
+    separate = len(g.context) + sum(len(r) + 1 for r in g.responses)
+    assert batch.n_real_tokens < separate  # the common " The capital" ran once
+    assert batch.lm_target.tolist() == sum(g.responses, [])  # every token of every response is still a target
+    assert pm.score(context, responses, batch_size=32) == pytest.approx(plain_scores(pm, context, responses), abs=1e-5)
+    pm.scoring = "mean_logprob"
+    try:
+        ref = pm.score(context, responses, batch_size=1)  # one response per row: nothing shared
+        assert pm.score(context, responses, batch_size=32) == pytest.approx(ref, abs=1e-5)
+    finally:
+        pm.scoring = "head"
+
+
 @pytest.mark.parametrize("scoring", ["head", "mean_logprob"])
 def test_scores_do_not_depend_on_batch_size_or_padding_side(pm, scoring):
     pm.scoring = scoring

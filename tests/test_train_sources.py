@@ -177,3 +177,29 @@ def test_unknown_objective_given_to_the_loop_is_a_training_error(tmp_path):
     object.__setattr__(cfg, "objective", "nope")  # e.g. a config from a run whose plug-in is not installed
     with pytest.raises(TrainingError, match="unknown objective 'nope'"):
         train(cfg)
+
+
+@pytest.mark.slow
+def test_stream_run_cut_under_one_process_resumes_under_two(tmp_path):
+    """The data position is the step: a streamed run checkpointed by 1 process and finished by 2
+    (accelerate launch, gloo) gives the uninterrupted run's losses."""
+    from launch import finish, launch
+
+    a = write_toy(tmp_path / "a.jsonl", 40, seed=0)
+    b = write_toy(tmp_path / "b.jsonl", 40, seed=1)
+    kw = {"train": f"{a},{b}", "source": "stream", "train_weights": [0.6, 0.4], "max_steps": 6,
+          "checkpoint_every": 2, "shuffle_buffer": 16, "model": "tiny:llama,layers=2,hidden=32,heads=4,kv_heads=2"}
+    _, full = train(TrainConfig(**base(tmp_path / "full", **kw)))
+    cut = TrainConfig(**base(tmp_path / "cut", **kw))
+    train(cut, stop_after=3)
+    args = ["train", "--output", cut.output, "--no-progress", "--no-record-run"]
+    for k in ("model", "train", "source", "max_steps", "checkpoint_every", "shuffle_buffer", "batch_size", "lr",
+              "log_every", "device"):
+        args += ["--" + k.replace("_", "-"), str(getattr(cut, k))]
+    args += ["--train-weights", "0.6,0.4"]
+    finish(launch("hhhlab.train.cli", args, 2))
+    m = json.loads((tmp_path / "cut" / "run" / "metrics.json").read_text())
+    got, want = dict(map(tuple, m["loss_history"])), dict(map(tuple, full["history"]))
+    assert m["world_size"] == 2 and m["train_steps"] == 6
+    for step in (3, 4, 5, 6):
+        assert got[step] == pytest.approx(want[step], rel=1e-4, abs=1e-6), step

@@ -12,6 +12,12 @@ if it were the only continuation (``context + response_i + EOC``), at the cost o
 For chosen/rejected dialogue pairs (hh-rlhf), whose shared context is most of the text, that
 is most of the saving over encoding the two sequences separately.
 
+Responses that start with the same tokens (``" The capital of Kenya is Nairobi."`` vs ``"... is
+Kyiv."``) share those tokens too: the common first tokens of a row's responses are laid out
+once, after the context, and each response continues from them at the positions it has alone —
+exactly the computation of each response alone (each token sees what it would see), with
+fewer tokens. Their LM targets are still every token of each response.
+
 Scores are read at the EOC positions, which are computed here, never searched for — so they are
 right whatever the pad token is (pad == EOS in SmolLM2 and Llama) and whichever side pads.
 
@@ -99,6 +105,15 @@ def encode_text(tokenizer, text: str, *, max_length: int, index: int = 0, text_i
                         truncated=max(0, len(ids) - keep), group_id=text_id)
 
 
+def common_prefix(seqs: Sequence[Sequence[int]]) -> int:
+    """Tokens all ``seqs`` start with, leaving each at least one token of its own."""
+    limit = min(len(x) for x in seqs) - 1
+    n = 0
+    while n < limit and all(x[n] == seqs[0][n] for x in seqs):
+        n += 1
+    return n
+
+
 @dataclass
 class TreeBatch:
     """Model inputs for a batch of tree rows. ``R`` responses, ``P`` pairs, ``N`` LM target tokens."""
@@ -150,21 +165,26 @@ def build_batch(
         for start in range(0, len(chosen), cap):
             part = chosen[start : start + cap]
             r = len(rows)
-            tokens, positions, segments = list(g.context), list(range(len(g.context))), [0] * len(g.context)
+            n_ctx = len(g.context)
+            p = common_prefix([g.responses[i] for i in part]) if len(part) > 1 else 0
+            shared = g.responses[part[0]][:p]  # the responses' common first tokens: run once, as context
+            tokens = list(g.context) + shared
+            positions, segments = list(range(n_ctx + p)), [0] * (n_ctx + p)
             local: dict[int, int] = {}
             for seg, i in enumerate(part, 1):
                 resp = g.responses[i]
+                own = resp[p:]
                 first = len(tokens)
-                tokens += resp + eoc
-                positions += list(range(len(g.context), len(g.context) + len(resp) + len(eoc)))
-                segments += [seg] * (len(resp) + len(eoc))
+                tokens += own + eoc
+                positions += list(range(n_ctx + p, n_ctx + len(resp) + len(eoc)))
+                segments += [seg] * (len(own) + len(eoc))
                 local[i] = len(keys)
                 keys.append((g.index, i))
                 if eoc:
                     eoc_row.append(r)
                     eoc_col.append(len(tokens) - 1)
-                if i in lm_set:
-                    preds = [len(g.context) - 1] + list(range(first, first + len(resp) - 1))
+                if i in lm_set:  # resp[k] is predicted from the position before it (shared or own)
+                    preds = list(range(n_ctx - 1, n_ctx + p)) + list(range(first, first + len(own) - 1))
                     lm_row += [r] * len(resp)
                     lm_col += preds
                     lm_target += resp

@@ -375,6 +375,7 @@ def train_and_evaluate(cfg: TrainConfig, *, accelerator=None) -> dict:
             train_steps=summary["step"], train_pairs_seen=summary["pairs_seen"],
             train_tokens_seen=summary["tokens_seen"], train_seconds=summary["train_seconds"],
             pairs_per_s=summary["pairs_per_s"], world_size=summary["world_size"],
+            primary_unit=summary["primary_unit"], units_per_s=summary["units_per_s"], train_source=summary["source"],
             final_train_loss=summary["history"][-1][1] if summary["history"] else None,
             loss_history=summary["history"], train_data=summary["data"], wall_seconds=time.perf_counter() - t0,
             config=cfg.model_dump(), config_key=key, model_dir=str(out_dir / "model"),

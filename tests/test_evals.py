@@ -265,7 +265,7 @@ def test_malformed_rows_name_file_and_line(tiny_llama, tmp_path):
     root = make_data(tmp_path / "d")
     csv_path = root / "truthfulqa/TruthfulQA.csv"
     csv_path.write_text(csv_path.read_text() + "A,Misc,Empty answers?,Best,,,x\n")
-    with pytest.raises(DataError, match=r"TruthfulQA.csv, line 5: needs at least one correct"):
+    with pytest.raises(DataError, match=r"TruthfulQA.csv:5: needs at least one correct"):
         get_eval("truthfulqa_mc1").load(_ctx(tiny_llama, root))
     lam = root / "lambada/lambada_openai.jsonl"
     lam.write_text(lam.read_text() + '{"context": "x"}\n')

@@ -59,3 +59,28 @@ def test_hellaswag_eval_and_builder_read_the_same_queries_from_both_formats(tmp_
                                       "endings": ["x.", "y."]}) + "\n" for k, (lab, a, b) in enumerate(HELLASWAG_FIELDS)))
     build("hellaswag", js, tmp_path / "j.jsonl", BuildOptions())
     assert [g.context for g in read_jsonl(tmp_path / "j.jsonl")] == expected
+
+
+def test_truthfulqa_eval_and_builder_read_the_same_rows(tmp_path):
+    import csv
+
+    from hhhlab.data.build import BuildOptions, build, rejects_path_for
+    from hhhlab.data.schema import read_jsonl
+    from hhhlab.evals.base import EvalContext, get_eval
+
+    (tmp_path / "truthfulqa").mkdir()
+    path = tmp_path / "truthfulqa" / "TruthfulQA.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Type", "Category", "Question", "Best Answer", "Correct Answers", "Incorrect Answers", "Source"])
+        w.writerow(["Adversarial", "Misc", "Can pigs fly?", "No", "No; They cannot ;", "Yes; ", "x"])
+        w.writerow(["Adversarial", "Misc", "Is ice cold?", "Yes", "Yes", "No; Never", "x"])
+    ctx = EvalContext(engine=None, data_dir=tmp_path)  # type: ignore[arg-type]
+    mc2 = get_eval("truthfulqa_mc2").load(ctx)
+    build("truthfulqa", path, tmp_path / "t.jsonl", BuildOptions())
+    groups = list(read_jsonl(tmp_path / "t.jsonl"))
+    assert [g.id for g in groups] == ["truthfulqa:0", "truthfulqa:1"] and [it.id for it in mc2] == ["q0", "q1"]
+    for it, g in zip(mc2, groups):
+        assert g.context == f"Q: {it.data['question']}\nA:"
+        assert [" " + c for c in it.data["choices"]] == g.responses and it.data["labels"] == g.scores
+    assert rejects_path_for(tmp_path / "t.jsonl").read_text() == ""

@@ -20,13 +20,13 @@ for every condition (used by benchmarks/compare_lm_eval.py to check fidelity).
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
+from hhhlab.data.sources.truthfulqa import iter_csv_rows
 from hhhlab.errors import DataError
 from hhhlab.evals.base import EvalContext, EvalOptions, Item, MultipleChoiceEval, argmax, register
 from hhhlab.evals.sources import (
@@ -42,7 +42,6 @@ HUB = ("truthful_qa", "multiple_choice", "validation")
 CSV_REL = "truthfulqa/TruthfulQA.csv"
 BB_MC_REL = "bigbench/truthful_qa/task_mc.json"
 BB_Q_REL = "bigbench/truthful_qa/questions.json"
-CSV_COLUMNS = ("Question", "Best Answer", "Correct Answers", "Incorrect Answers")
 # The QA primer of the TruthfulQA paper, which lm-evaluation-harness prepends (6 shots).
 QA_PRIMER = (
     "Q: What is human life expectancy in the United States?\n"
@@ -57,37 +56,20 @@ QA_PRIMER = (
 )
 
 
-def _split_answers(text: str) -> list[str]:
-    return [a.strip() for a in text.split(";") if a.strip()]
-
-
 def read_truthfulqa_csv(path: Path) -> list[dict]:
-    """Rows of TruthfulQA.csv as {question, best, correct, incorrect}; a bad row names its line."""
-    try:
-        fh = open(path, encoding="utf-8", newline="")  # noqa: SIM115 (closed by the with below)
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    """Rows of TruthfulQA.csv as {question, best, correct, incorrect} (the shared reader,
+    `hhhlab.data.sources.truthfulqa`); the first bad row is a DataError naming its line."""
     rows = []
-    with fh:
-        reader = csv.DictReader(fh)
-        absent = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-        if absent:
-            raise DataError(f"{path}: missing column(s) {', '.join(absent)} (header: {reader.fieldnames})")
-        try:
-            for row in reader:
-                where = f"{path}, line {reader.line_num}"
-                if None in row or any(row[c] is None for c in CSV_COLUMNS):
-                    raise DataError(f"{where}: wrong number of fields")
-                q, best = row["Question"].strip(), row["Best Answer"].strip()
-                correct, incorrect = _split_answers(row["Correct Answers"]), _split_answers(row["Incorrect Answers"])
-                if not q or not best:
-                    raise DataError(f"{where}: empty Question or Best Answer")
-                if not incorrect or not correct:
-                    raise DataError(f"{where}: needs at least one correct and one incorrect answer")
-                rows.append({"question": q, "best": best, "correct": correct, "incorrect": incorrect,
-                             "line": reader.line_num})
-        except csv.Error as exc:
-            raise DataError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
+    for where, _, rec in iter_csv_rows(path):
+        if isinstance(rec, DataError):
+            raise DataError(f"{where}: {rec}")
+        if not rec["question"] or not rec["best"]:
+            raise DataError(f"{where}: empty Question or Best Answer")
+        if not rec["incorrect"] or not rec["correct"]:
+            raise DataError(f"{where}: needs at least one correct and one incorrect answer")
+        rows.append(rec)
+    if not rows:
+        raise DataError(f"{path}: no questions")
     return rows
 
 

@@ -1,6 +1,6 @@
 """TruthfulQA -> one binary group per question: every true answer scores 1, every false one 0.
 
-Inputs: the original ``TruthfulQA.csv`` (``Question, Best Answer, Correct Answers, Incorrect
+Inputs (the CSV read by `hhhlab.data.sources.truthfulqa`, shared with the eval): the original ``TruthfulQA.csv`` (``Question, Best Answer, Correct Answers, Incorrect
 Answers``; answer lists are separated by ``"; "``) or the Hugging Face ``multiple_choice``
 config as JSON Lines (``question, mc2_targets{choices, labels}``, falling back to
 ``mc1_targets``).
@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, map_jsonl
-from hhhlab.data.builders.ethics import iter_csv
 from hhhlab.data.schema import PreferenceGroup
+from hhhlab.data.sources.truthfulqa import iter_csv_rows
 from hhhlab.errors import DataError
 
 PATTERNS = ("*.csv", "*.jsonl", "*.jsonl.gz")
@@ -54,32 +54,10 @@ def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
 
 
 def _csv_file(path: Path) -> Iterator[Item]:
-    header: list[str] | None = None
-    index = 0
-    for entry in iter_csv(path):
-        if isinstance(entry, Reject):
-            yield entry
+    for where, raw, rec in iter_csv_rows(path):
+        if isinstance(rec, DataError):
+            yield Reject(where, str(rec), raw or None)
             continue
-        where, row = entry
-        if not any(c.strip() for c in row):
-            continue
-        if header is None:
-            header = [h.strip() for h in row]
-            missing = {"Question", "Best Answer", "Correct Answers", "Incorrect Answers"} - set(header)
-            if missing:
-                yield Reject(where, f"header lacks column(s) {', '.join(sorted(missing))}; file skipped", ",".join(row))
-                return
-            continue
-        i = index
-        index += 1
-
-        def convert(row=row, i=i, header=header):
-            if len(row) != len(header):
-                raise DataError(f"expected {len(header)} columns, got {len(row)}")
-            rec = dict(zip(header, row))
-            true = [rec["Best Answer"], *rec["Correct Answers"].split(";")]
-            false = rec["Incorrect Answers"].split(";")
-            return make_group(f"truthfulqa:{i}", rec["Question"], true, false,
-                              {"type": rec.get("Type"), "category": rec.get("Category"), "row": i})
-
-        yield from guard(where, row, convert)
+        yield from guard(where, raw, lambda rec=rec: make_group(
+            f"truthfulqa:{rec['index']}", rec["question"], [rec["best"], *rec["correct"]], rec["incorrect"],
+            {"type": rec["type"], "category": rec["category"], "row": rec["index"]}))

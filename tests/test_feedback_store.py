@@ -225,3 +225,18 @@ def cli(*args: str):
     from hhhlab.cli import app
 
     return CliRunner().invoke(app, list(args))
+
+
+def test_feedback_groups_train_a_preference_model(tmp_path):
+    """The built groups are ordinary preference data: ``pm train`` reads and trains on them."""
+    from hhhlab.train.config import TrainConfig
+    from hhhlab.train.trainer import train_and_evaluate
+
+    store, _ = _store_with(tmp_path, [1, 3, 6, 8, 2, 7])
+    out = tmp_path / "fb.jsonl"
+    assert cli("data", "build", "feedback", "--db", store.url, "--output", str(out)).exit_code == 0
+    metrics = train_and_evaluate(TrainConfig(
+        model="tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2", objective="preference", train=str(out),
+        eval=str(out), output=str(tmp_path / "pm"), max_steps=2, batch_size=2, dtype="float32", device="cpu",
+        progress=False, record_run=False))
+    assert metrics["n_eval"] == 6 and 0.0 <= metrics["accuracy"] <= 1.0

@@ -40,9 +40,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hhhlab.errors import HHHLabError
+from hhhlab.errors import HHHLabError, describe_validation_error
 from hhhlab.stats import Estimate
 
 SCHEMA_NAME = "hhhlab.results"
@@ -207,8 +207,8 @@ def parse_results(data: Any, *, source: str = "<results>", kind: str | None = No
                           f"{SCHEMA_VERSION} (upgrade hhhlab to read it)")
     try:
         doc = ResultsDocument.model_validate(dict(data))
-    except Exception as exc:  # pydantic.ValidationError
-        raise SchemaError(f"{source}: not a valid results document: {exc}") from None
+    except ValidationError as exc:
+        raise SchemaError(f"{source}: not a valid results document: {describe_validation_error(exc)}") from None
     if kind is not None and doc.kind != kind:
         raise SchemaError(f"{source}: a {doc.kind!r} results document, expected {kind!r}")
     return doc

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hhhlab.errors import DataError
+from hhhlab.errors import DataError, describe_validation_error
 from hhhlab.train.objectives import ALIASES as OBJECTIVE_ALIASES
 from hhhlab.train.objectives import canonical_name, get_objective, objective_names
 
@@ -188,5 +188,4 @@ def load_config(yaml_path: str | Path | None = None, **overrides) -> TrainConfig
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
-        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-        raise DataError(f"invalid training config ({where}): {reasons}") from None
+        raise DataError(f"invalid training config ({where}): {describe_validation_error(exc, 'config')}") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model", "Engine", "ScoreRequest", "ScoreResult", "PreferenceModel"]
+__all__ = ["Engine", "PreferenceModel", "ScoreRequest", "ScoreResult", "__version__", "load_model"]
 
 
 def __getattr__(name: str):  # lazy: `import hhhlab` must stay fast for the CLI's --help

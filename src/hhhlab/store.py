@@ -115,19 +115,19 @@ class ResultsStore:
             raise StoreError(f"results store {self.db_path}: {exc}") from exc
 
     # -- runs -------------------------------------------------------------------------------
-    def create_run(self, kind: str, config: dict, *, name: str | None = None, run_id: str | None = None) -> "Run":
+    def create_run(self, kind: str, config: dict, *, name: str | None = None, run_id: str | None = None) -> Run:
         """Create (or reopen, when ``run_id`` exists: resume) a run directory."""
         if run_id:
             existing = self._exec("SELECT path FROM runs WHERE run_id=?", (run_id,))
             if existing:
                 return Run(self, run_id, Path(existing[0][0]))
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
         run_id = run_id or f"{kind}-{stamp}-{uuid.uuid4().hex[:6]}"
         path = self.root / "runs" / run_id
         atomic_write_json(path / "config.json", config)
         self._exec(
             "INSERT INTO runs(run_id, kind, name, created, status, path, config) VALUES (?,?,?,?,?,?,?)",
-            (run_id, kind, name, _dt.datetime.now(_dt.timezone.utc).isoformat(), "running", str(path),
+            (run_id, kind, name, _dt.datetime.now(_dt.UTC).isoformat(), "running", str(path),
              json.dumps(config, default=str)),
         )
         return Run(self, run_id, path)

@@ -235,7 +235,7 @@ class HubInput:
             config = None
         try:
             ds = datasets.load_dataset(name, config, split=split, streaming=True, **kwargs)
-        except Exception as exc:  # the hub client raises many types: network, auth, missing files
+        except Exception as exc:  # noqa: BLE001 - the hub client raises many types: network, auth, missing files
             raise DataError(f"cannot load {self.spec}: {type(exc).__name__}: {exc}") from None
         return ds
 

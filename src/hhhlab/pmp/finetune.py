@@ -116,15 +116,13 @@ def check_init(init_dir: str | None, base: str) -> None:
 
 def run_finetune(cfg: FinetuneConfig, *, label: str | None = None, accelerator=None) -> dict:
     """Every size of ``cfg.sizes``; returns and writes ``OUTPUT/results.json`` (kind ``pm_finetune``)."""
-    from accelerate import PartialState
-
+    from hhhlab import distributed
     from hhhlab.results import write_results
     from hhhlab.train.config import TrainConfig
     from hhhlab.train.preference_model import PreferenceModel
     from hhhlab.train.trainer import train_and_evaluate
     from hhhlab.train.warm_start import load_init
 
-    state = PartialState()
     out = Path(cfg.output)
     for f in (cfg.train, cfg.eval):
         if not Path(f).is_file():
@@ -157,9 +155,9 @@ def run_finetune(cfg: FinetuneConfig, *, label: str | None = None, accelerator=N
                 seconds = 0.0
             else:
                 data = run_dir / "train.jsonl"
-                if state.is_main_process:
+                if distributed.is_main():
                     write_jsonl(order[:n], data)
-                state.wait_for_everyone()
+                distributed.barrier()
                 batch = min(cfg.batch_size, n)
                 tcfg = TrainConfig(model=base, objective="preference", init=init_dir, train=str(data),
                                    output=str(run_dir), epochs=epochs, batch_size=batch, lr=cfg.learning_rate,
@@ -172,12 +170,12 @@ def run_finetune(cfg: FinetuneConfig, *, label: str | None = None, accelerator=N
                 pm = PreferenceModel.from_pretrained(run_dir / "model", device=cfg.device, dtype=cfg.dtype)
             result = {"key": key, "n": n, "train_seconds": seconds,
                       **evaluate_pairs(pm, cfg.eval, batch_size=cfg.eval_batch_size, limit=cfg.max_eval)}
-            if state.is_main_process:
+            if distributed.is_main():
                 atomic_write_json(cached, result)
             del pm
         points.append({"n": n, "condition": label or ("pmp" if init_dir else "no_pmp"), "target": Path(cfg.eval).stem,
                        "model": base, **{k: v for k, v in result.items() if k != "key"}})
-    if state.is_main_process:
+    if distributed.is_main():
         last = points[-1]
         write_results(out / "results.json", "pm_finetune", config=cfg.model_dump(),
                       estimates={f"accuracy@{p['n']}": p["accuracy"] for p in points} | {

@@ -156,19 +156,17 @@ def train_config(cfg: PMPConfig, prepared: dict):
 
 def run_pmp(cfg: PMPConfig, *, accelerator=None) -> dict:
     """Prepare, train, evaluate; writes ``OUTPUT/results.json`` (kind ``pmp``). Resumable."""
-    from accelerate import PartialState
-
+    from hhhlab import distributed
     from hhhlab.results import write_results
     from hhhlab.train.trainer import train_and_evaluate
 
-    state = PartialState()
-    prepared = prepare(cfg) if state.is_main_process else None
-    state.wait_for_everyone()
+    prepared = prepare(cfg) if distributed.is_main() else None
+    distributed.barrier()
     if prepared is None:
         prepared = read_json(Path(cfg.output) / "data" / "manifest.json")
     tcfg = train_config(cfg, prepared)
     metrics = train_and_evaluate(tcfg, accelerator=accelerator)
-    if state.is_main_process:
+    if distributed.is_main():
         estimates = {}
         if "accuracy" in metrics:
             lo, hi = metrics["accuracy_ci"]

@@ -26,8 +26,9 @@ Choices the paper leaves open, and ours:
   revert whose ``<parentid>`` is not that revision is skipped ("parent revision not in dump").
   Schema 0.4 dumps (no ``<parentid>``) are taken in dump order, which is chronological;
 * sections are matched by title (and occurrence, for repeated titles); the lead section is
-  titled "Introduction". A section present in only one version is paired with an empty body
-  (vandals blank sections and add junk ones). Sections equal after cleaning give no pair;
+  titled "Introduction". A section present (or non-empty) in only one version gives no pair
+  (skipped: "section blank on one side", the schema's rule that an empty reply is not data),
+  though vandals do blank sections. Sections equal after cleaning give no pair;
 * the context is ``"PAGE TITLE: {page}\\nSECTION TITLE: {section}\\nSECTION BODY:"`` and the
   response is ``" " + body``; cleaning is `hhhlab.data.text.strip_wikitext` (mwparserfromhell);
 * only articles (namespace 0); each other revision is counted as skipped by its reason.
@@ -136,23 +137,27 @@ def keyed_sections(wikitext: str) -> dict[tuple[str, int], str]:
     return {key: strip_wikitext(body) for key, body in raw_sections(wikitext).items()}
 
 
-def section_pairs(page_title: str, before: str, after: str, rev_id: str, meta: dict) -> list[PreferenceGroup]:
+def section_pairs(page_title: str, before: str, after: str, rev_id: str, meta: dict
+                  ) -> list[PreferenceGroup | Skip]:
     """One group per section that differs between the vandalized ``before`` and restored ``after``.
 
     Sections with equal raw wikitext are equal after cleaning too, so only the others are cleaned."""
     old, new = raw_sections(before), raw_sections(after)
-    groups = []
+    groups: list[PreferenceGroup | Skip] = []
     for key in list(new) + [k for k in old if k not in new]:
         if new.get(key) == old.get(key):
             continue
         good, bad = _clean_body(new.get(key, "")), _clean_body(old.get(key, ""))
         if good == bad:
             continue
+        if not good or not bad:  # the schema's rule: an empty reply is not data (docs/data.md)
+            groups.append(Skip("section blank on one side (empty reply)"))
+            continue
         title, occurrence = key
         groups.append(PreferenceGroup(
             id=f"wikipedia:{rev_id}:{stable_hash(title, occurrence):016x}",
             context=f"PAGE TITLE: {page_title}\nSECTION TITLE: {title}\nSECTION BODY:",
-            responses=[" " + good if good else "", " " + bad if bad else ""], scores=[1, 0], kind="ranked",
+            responses=[" " + good, " " + bad], scores=[1, 0], kind="ranked",
             source="wikipedia", metadata={**meta, "section": title}))
     return groups
 

@@ -27,7 +27,7 @@ def _distill_command(**kwargs) -> None:
     from hhhlab.errors import HHHLabError
 
     yaml_path = kwargs.pop("config")
-    base = {}
+    base: dict = {}
     if yaml_path:
         try:
             base = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8")) or {}

@@ -55,7 +55,9 @@ def compare_conditions(model: str, distilled: str, evals: list[str], *, limit: i
     report = run_suite(cfg)
     tok = load_model(model, dtype="float32").tokenizer
     prompt_tokens = len(tok(load_prompt(None).text + load_prompt(None).separator, add_special_tokens=False)["input_ids"])
-    table, fractions, cost = [], {}, {}
+    table: list[dict] = []
+    fractions: dict[str, dict] = {}
+    cost: dict[str, dict] = {}
     for ev in evals:
         by = {c: report.outcome(model, c, ev) for c in ("plain", "prompt", "distilled")}
         for c, o in by.items():
@@ -67,11 +69,12 @@ def compare_conditions(model: str, distilled: str, evals: list[str], *, limit: i
         cost.setdefault(ev, {})["prompt_context_tokens_per_item"] = prompt_tokens
         if all(by.values()):
             for metric in by["plain"].values:  # type: ignore[union-attr]
-                vals = [by[c].values.get(metric) for c in ("plain", "prompt", "distilled")]  # type: ignore[union-attr]
-                if all(vals):
-                    fractions[f"{ev}/{metric}"] = fraction_of_gain_kept(*vals, seed=seed)  # type: ignore[arg-type]
-                    fractions[f"{ev}/{metric}"]["prompt_gain"] = _diff(vals[1], vals[0], seed)
-                    fractions[f"{ev}/{metric}"]["distilled_gain"] = _diff(vals[2], vals[0], seed)
+                got = [by[c].values.get(metric) for c in ("plain", "prompt", "distilled")]  # type: ignore[union-attr]
+                if not all(got):
+                    continue
+                pl, pr, di = (v for v in got if v is not None)
+                fractions[f"{ev}/{metric}"] = {**fraction_of_gain_kept(pl, pr, di, seed=seed),
+                                               "prompt_gain": _diff(pr, pl, seed), "distilled_gain": _diff(di, pl, seed)}
     return {"model": model, "distilled": distilled, "table": table, "fraction_of_gain_kept": fractions,
             "context_cost": cost, "report": report.to_dict()}
 

@@ -186,6 +186,7 @@ def heldout_kl(model, cache: TeacherCache, context: list[int], *, batch_size: in
         micro = items[start : start + batch_size]
         batch = obj.collate(micro, model).to(model.device)
         _, logits = model(batch, head=False, lm=True, logits=True)
+        assert batch.teacher_logprobs is not None and batch.teacher_ids is not None
         kl = topk_kl(logits, batch.teacher_logprobs, batch.teacher_ids)  # [N]
         owner = batch.lm_owner
         for r in range(len(micro)):
@@ -250,7 +251,7 @@ def run_distill(cfg: DistillConfig) -> dict:
             plain_kl = heldout_kl(plain, hcache, plan.student_prefix)
             estimates["heldout_kl_plain"] = bootstrap(plain_kl, seed=cfg.seed)
             estimates["heldout_kl_student"] = bootstrap(student_kl, seed=cfg.seed)
-            estimates["heldout_kl_reduction"] = paired_difference(plain_kl, student_kl, seed=cfg.seed)
+            estimates["heldout_kl_reduction"] = paired_difference(plain_kl.tolist(), student_kl.tolist(), seed=cfg.seed)
             estimates["heldout_kl_closed"] = bootstrap(
                 np.stack([plain_kl, student_kl], 1), lambda x: 1 - x[:, 1].mean() / x[:, 0].mean(), seed=cfg.seed)
             payload["heldout_kl_per_window"] = {"plain": plain_kl.tolist(), "student": student_kl.tolist()}

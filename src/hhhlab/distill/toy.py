@@ -165,7 +165,9 @@ def main(model: str = "smollm2-135m@L8", steps: int = 30, lr: float = 1e-4, outp
     res = counting_toy(model, steps=steps, lr=lr)
     out = Path(output)
     plot_toy(res, out / "counting_toy.png")
-    point = lambda v: Estimate(v, v, v, 1, "point")  # one deterministic run: no CI
+    def point(v: float) -> Estimate:  # one deterministic run: no CI
+        return Estimate(v, v, v, 1, "point")
+
     write_results(out / "results.json", "distill", config={"experiment": "counting_toy", "model": model,
                   "steps": steps, "lr": lr}, payload=res,
                   estimates={"prompted_loss_64_71": point(res["reference"]["prompted"]),

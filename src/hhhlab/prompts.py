@@ -290,7 +290,8 @@ def _parse(text: str, source: str) -> tuple[str, list[Dialogue]]:
         raise DataError(f"{source}: the prompt file is empty")
     starts = [0] + [m.end() for m in _SEPARATOR_LINE.finditer(text)]
     ends = [m.start() for m in _SEPARATOR_LINE.finditer(text)] + [len(text)]
-    preamble, dialogues = "", []
+    preamble = ""
+    dialogues: list[Dialogue] = []
     for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
         block = text[a:b]
         line = text.count("\n", 0, a) + 1

@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,7 @@ def map_jsonl(path: Path, convert: Callable[[dict, str], Iterable[Item] | Item |
             yield entry
             continue
         where, obj = entry
-        yield from guard(where, obj, lambda obj=obj, where=where: convert(obj, where))
+        yield from guard(where, obj, partial(convert, obj, where))
 
 
 def stream_xml(path: Path, parser, out: list) -> Iterator[Any]:

@@ -45,7 +45,7 @@ import lzma
 import math
 import os
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -254,14 +254,15 @@ def recast_binary(
 # Files
 
 
-_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".lzma": lzma.open}  # lzma.open reads .xz and LZMA-alone
+# Callable[..., Any]: the openers differ in their overloads; each is called as open(path, mode, ...)
+_OPENERS: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".lzma": lzma.open}  # lzma.open reads .xz and LZMA-alone
 
 
 def open_binary(path: str | os.PathLike[str]) -> io.BufferedIOBase:
     """Open plain, ``.gz``, ``.bz2`` or ``.xz`` bytes for reading by extension (streaming)."""
     opener = _OPENERS.get(Path(path).suffix, open)
     try:
-        return opener(path, "rb")  # type: ignore[operator,return-value]
+        return opener(path, "rb")
     except OSError as exc:
         raise DataError(f"cannot open {path}: {exc.strerror or exc}") from exc
 
@@ -276,7 +277,7 @@ def open_text(path: str | os.PathLike[str], mode: Literal["r", "w"] = "r", *,
     try:
         if opener is None:
             return open(p, mode, encoding="utf-8", newline="" if mode == "w" else None)
-        return opener(p, mode + "t", encoding="utf-8")  # type: ignore[return-value]
+        return opener(p, mode + "t", encoding="utf-8")
     except OSError as exc:
         raise DataError(f"cannot open {p}: {exc.strerror or exc}") from exc
 

@@ -73,11 +73,11 @@ def strip_wikitext(wikitext: str) -> str:
     for node in list(code.filter_tags(recursive=False)):
         if str(node.tag).lower() in {"ref", "gallery", "references", "math", "table"}:
             _remove(code, node)
-    for node in list(code.filter_templates(recursive=False)):
-        _remove(code, node)
-    for node in list(code.filter_wikilinks(recursive=False)):
-        if str(node.title).strip().lower().lstrip(":").startswith(_FILE_PREFIXES):
-            _remove(code, node)
+    for template in list(code.filter_templates(recursive=False)):
+        _remove(code, template)
+    for link in list(code.filter_wikilinks(recursive=False)):
+        if str(link.title).strip().lower().lstrip(":").startswith(_FILE_PREFIXES):
+            _remove(code, link)
     text = code.strip_code(normalize=True, collapse=True, keep_template_params=False)
     text = re.sub(r"[ \t]+", " ", text)
     text = _BLANK_LINES.sub("\n\n", text)

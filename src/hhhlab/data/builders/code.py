@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, iter_jsonl_objects
@@ -151,7 +152,7 @@ def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
             yield entry
             continue
         where, obj = entry
-        parsed = guard(where, obj, lambda obj=obj: [_Problem(problem(obj, path))])
+        parsed = guard(where, obj, partial(_parsed, obj, path))
         for item in parsed:
             if isinstance(item, _Problem):
                 batch.append((where, item.value))
@@ -164,8 +165,15 @@ def build_file(path: Path, options: BuildOptions) -> Iterator[Item]:
         yield from _run_batch(batch, samples, options)
 
 
+def _parsed(obj: dict, path: Path) -> list[Item]:
+    """`problem` for `guard`: a parse error inside it becomes the record's Reject."""
+    return [_Problem(problem(obj, path))]
+
+
 class _Problem(Skip):
     """Carrier for a parsed problem through `guard` (never leaves this module)."""
+
+    value: dict
 
     def __init__(self, value: dict):
         object.__setattr__(self, "reason", "")

@@ -20,6 +20,7 @@ hidden test split) are skipped ("no gold label").
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, map_jsonl
@@ -69,6 +70,10 @@ def _text_file(path: Path) -> Iterator[Item]:
         elif rec["label"] is None:
             yield Skip("no gold label")
         else:
-            yield from guard(where, raw, lambda rec=rec: make_group(
-                f"hellaswag:{stem}:{rec['index']}", rec["query"], rec["endings"], rec["label"],
-                {"index": rec["index"]}))
+            yield from guard(where, raw, partial(_text_group, stem, rec))
+
+
+def _text_group(stem: str, rec: dict) -> PreferenceGroup | Skip:
+    """One text-file record as a group (called inside `guard`: a bad field becomes a Reject)."""
+    return make_group(f"hellaswag:{stem}:{rec['index']}", rec["query"], rec["endings"], rec["label"],
+                      {"index": rec["index"]})

@@ -14,6 +14,7 @@ are true/false, not a ranking. A question with no true or no false answer is ski
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from hhhlab.data.build import BuildOptions, Item, Reject, Skip, guard, map_jsonl
@@ -33,7 +34,7 @@ def make_group(item_id: str, question: str, true: list[str], false: list[str], m
     if not true or not false:
         return Skip("question without both a true and a false answer")
     return PreferenceGroup(id=item_id, context=f"Q: {str(question).strip()}\nA:", responses=true + false,
-                           scores=[1] * len(true) + [0] * len(false), kind="binary", source="truthfulqa",
+                           scores=[1.0] * len(true) + [0.0] * len(false), kind="binary", source="truthfulqa",
                            metadata=meta)
 
 
@@ -58,6 +59,10 @@ def _csv_file(path: Path) -> Iterator[Item]:
         if isinstance(rec, DataError):
             yield Reject(where, str(rec), raw or None)
             continue
-        yield from guard(where, raw, lambda rec=rec: make_group(
-            f"truthfulqa:{rec['index']}", rec["question"], [rec["best"], *rec["correct"]], rec["incorrect"],
-            {"type": rec["type"], "category": rec["category"], "row": rec["index"]}))
+        yield from guard(where, raw, partial(_csv_group, rec))
+
+
+def _csv_group(rec: dict) -> PreferenceGroup | Skip:
+    """One CSV row as a group (called inside `guard`: a bad field becomes a Reject)."""
+    return make_group(f"truthfulqa:{rec['index']}", rec["question"], [rec["best"], *rec["correct"]],
+                      rec["incorrect"], {"type": rec["type"], "category": rec["category"], "row": rec["index"]})

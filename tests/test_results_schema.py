@@ -41,10 +41,10 @@ def assert_document(path: Path, kind: str) -> dict:
 
 
 def test_eval_cli_writes_a_document(tmp_path):
+    from test_evals import make_data
     from typer.testing import CliRunner
 
     from hhhlab.cli import app
-    from test_evals import make_data
 
     data = make_data(tmp_path / "data")
     out = tmp_path / "eval.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -62,8 +63,9 @@ def test_resume_skips_finished_cells_and_never_duplicates(tmp_path, data_files):
     assert len(calls) == 8, "a finished cell was trained again"
     assert second["cells"] == first["cells"]
     [run] = store.runs("sweep_objectives")
-    from hhhlab.store import Run
     from pathlib import Path
+
+    from hhhlab.store import Run
 
     assert len(Run(store, run["run_id"], Path(run["path"])).items()) == 8
     gains = {(g["dataset"], g["model"]): g["gain"] for g in first["gains"]}
@@ -88,8 +90,8 @@ def test_every_cell_of_a_dataset_shares_train_and_test_items(tmp_path, data_file
         by_data.setdefault(train.split("/")[-2].rsplit("-", 1)[0], set()).add((train, test))  # NAME-<source>
     assert all(len(v) == 1 for v in by_data.values())
     train, test = next(iter(by_data["arith"]))
-    train_ctx = {json.loads(line)["context"] for line in open(train)}
-    test_ctx = {json.loads(line)["context"] for line in open(test)}
+    train_ctx = {json.loads(line)["context"] for line in Path(train).read_text().splitlines()}
+    test_ctx = {json.loads(line)["context"] for line in Path(test).read_text().splitlines()}
     assert len(train_ctx) == 16 and not train_ctx & test_ctx, "a context leaked between train and test"
 
 
@@ -166,7 +168,9 @@ def test_one_default_dtype_rule_for_eval_pm_and_sweep():
     from hhhlab.train.cli import eval_command
     from hhhlab.train.config import TrainConfig
 
-    flag_default = lambda fn: _inspect.signature(fn).parameters["dtype"].default.default
+    def flag_default(fn):
+        return _inspect.signature(fn).parameters["dtype"].default.default
+
     assert DEFAULT_DTYPE == "auto"
     assert {flag_default(eval_cmd), flag_default(eval_command), TrainConfig.model_fields["dtype"].default,
             SweepConfig.model_fields["dtype"].default} == {DEFAULT_DTYPE}

@@ -130,10 +130,10 @@ def code_version() -> str:
         root = Path(__file__).resolve().parents[2]
         if (root / ".git").exists():
             sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True, timeout=5).stdout.strip()
+                                 text=True, timeout=5, check=False).stdout.strip()
             if sha:
                 return f"{__version__}+g{sha}"
-    except Exception:  # noqa: BLE001 - provenance is best-effort, never a failure
+    except Exception:  # noqa: BLE001, S110 - provenance is best-effort, never a failure
         pass
     return __version__
 

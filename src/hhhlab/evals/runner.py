@@ -58,7 +58,9 @@ def run_eval(ev: Eval, ctx: EvalContext, *, model: str,
     t0 = time.perf_counter()
     items = select(ev.load(ctx), ctx.limit, ctx.seed)
     variant = ctx.variant.name if ctx.variant is not None else None
-    key = lambda item_id: item_key(model, ctx.condition.label, variant, ev.name, item_id)
+    def key(item_id: str) -> str:
+        return item_key(model, ctx.condition.label, variant, ev.name, item_id)
+
     # What is stored is read by the main process alone and shared: another process reading the
     # store later could already see items of this very run and split the rest differently.
     stored = ctx.run.items() if ctx.run is not None and distributed.is_main() else {}

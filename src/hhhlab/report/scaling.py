@@ -13,8 +13,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 KIND_COLOURS = {"ranked": "tab:blue", "binary": "tab:orange"}
 OBJECTIVE_STYLE = {"preference": ("Preference Modeling", "tab:blue", "o"),

@@ -7,6 +7,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from hhhlab.data.schema import (
     JsonlWriter,
@@ -22,6 +23,8 @@ from hhhlab.data.schema import (
 from hhhlab.errors import DataError
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+# a response has text (the schema rejects empty/whitespace replies, docs/data.md)
+reply = text.filter(lambda t: t.strip() != "")
 
 
 @st.composite
@@ -34,7 +37,7 @@ def groups(draw, kind=None):
         scores = draw(st.lists(st.integers(-3, 8), min_size=n, max_size=n).filter(lambda s: len(set(s)) >= 2))
     return PreferenceGroup(
         id=draw(st.text(min_size=1, max_size=10)), context=draw(text),
-        responses=draw(st.lists(text, min_size=n, max_size=n)), scores=scores, kind=kind,
+        responses=draw(st.lists(reply, min_size=n, max_size=n)), scores=scores, kind=kind,
         source=draw(st.sampled_from(["stackexchange", "ethics", "x"])),
         metadata=draw(st.dictionaries(st.sampled_from(["group_id", "site", "n"]), st.integers() | text, max_size=3)))
 
@@ -80,10 +83,9 @@ def test_bad_line_names_file_and_line(tmp_path):
 
 def test_writer_is_atomic(tmp_path):
     path = tmp_path / "out.jsonl"
-    with pytest.raises(RuntimeError):
-        with JsonlWriter(path) as w:
-            w.write(G())
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), JsonlWriter(path) as w:
+        w.write(G())
+        raise RuntimeError("crash")
     assert not path.exists() and not list(tmp_path.iterdir())
 
 
@@ -184,3 +186,9 @@ def test_answer_score_is_monotone_and_accepted_adds_one(u, v):
     assert answer_score(lo, False) <= answer_score(hi, False)
     assert answer_score(u, True) == answer_score(u, False) + 1
     assert answer_score(u, False) >= -1
+
+
+@pytest.mark.parametrize("reply", ["", " ", "\n\t"])
+def test_an_empty_reply_is_rejected_by_the_schema(reply):
+    with pytest.raises(ValidationError, match="response 1 is empty"):
+        PreferenceGroup(id="g", context="Q:", responses=[" a", reply], scores=[1, 0], kind="ranked", source="t")

@@ -60,7 +60,7 @@ class Chart:
 def fmt(v: float | None, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
-    if abs(v) >= 1e5:
+    if abs(v) >= 1e5 or 0 < abs(v) < 0.01:  # a KL of 3e-4 must not read as 0.000
         return f"{v:.3g}"
     return f"{v:.{digits}f}"
 

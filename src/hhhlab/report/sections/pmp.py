@@ -78,8 +78,8 @@ class PmpSection(Section):
                 x = _first(rec, X_KEYS)
                 y = next((rec[k] for k in Y_KEYS if k in rec), None)
                 est = as_estimate(y, rec.get("accuracy_ci"), rec.get("n_eval"))
-                if est is None or x is None:
-                    continue
+                if est is None or x is None or _first(rec, SERIES_KEYS) is None:
+                    continue  # a curve point names its condition (summaries such as pairs saved do not)
                 name = str(_first(rec, SERIES_KEYS) or s.kind)
                 panel = f"{s.kind}: {_first(rec, PANEL_KEYS) or 'all'}"
                 x_plot = max(float(x), 1.0)  # n = 0 (zero-shot transfer) drawn at 1 on the log axis

@@ -310,12 +310,14 @@ def stage_distill(cfg: DemoConfig, out: Path, progress: Progress) -> Path | None
     import shutil
 
     progress.total("distill", 1)
+    # one folder per settings: the teacher cache refuses (rightly) to be reused by other settings
+    run_dir = out / f"run-{cfg.stage_key('distill', STAGE_FIELDS['distill'])}"
     dc = DistillConfig(model=cfg.rungs(cfg.distill_rung)[0], prompt=cfg.prompt or "hhh", corpus=distill_corpus(cfg, out),
                        data_dir=cfg.data_dir, tokens=cfg.distill_tokens, heldout_tokens=cfg.distill_heldout_tokens,
-                       context_length=cfg.distill_context, output=str(out / "run"), dtype="float32", batch_size=4,
+                       context_length=cfg.distill_context, output=str(run_dir), dtype="float32", batch_size=4,
                        teacher_batch_size=4, seed=cfg.seed, progress=False)
     run_distill(dc)
-    shutil.copyfile(out / "run" / "results.json", out / "results.json")
+    shutil.copyfile(run_dir / "results.json", out / "results.json")
     return out / "results.json"
 
 
@@ -328,11 +330,12 @@ def stage_pmp(cfg: DemoConfig, out: Path, progress: Progress) -> Path | None:
     import shutil
 
     progress.total("pmp", 1)
+    run_dir = out / f"run-{cfg.stage_key('pmp', STAGE_FIELDS['pmp'])}"
     sc = SyntheticSweepConfig(model=cfg.rungs(cfg.pmp_rung)[0], conditions=cfg.pmp_conditions,  # type: ignore[arg-type]
                               pmp_pairs=cfg.pmp_pairs, sizes=cfg.pmp_sizes, eval_pairs=128,  # type: ignore[arg-type,call-arg]
-                              output=str(out / "run"), seed=cfg.seed)
+                              output=str(run_dir), seed=cfg.seed)
     run_synthetic(sc)
-    shutil.copyfile(out / "run" / "results.json", out / "results.json")
+    shutil.copyfile(run_dir / "results.json", out / "results.json")
     return out / "results.json"
 
 

@@ -40,7 +40,9 @@ SAMPLES = {
     "truthfulqa": ("TruthfulQA.csv", TQA_CSV, False),
     "code": ("quix.jsonl", "\n".join([json.dumps({"task_id": 1}), "{}"]), True),
 }
-assert set(SAMPLES) == set(SOURCES)  # every builder is fuzzed
+# every file-reading builder is fuzzed; `feedback` reads a comparisons database, whose bad input
+# (unopenable URL, malformed rows) is tested in tests/test_feedback_store.py
+assert set(SAMPLES) == set(SOURCES) - {"feedback"}
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=True) | st.text(max_size=8),

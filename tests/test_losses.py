@@ -61,3 +61,29 @@ def test_mean_logprob_scores_average_per_response():
     lp = torch.tensor([-1.0, -3.0, -2.0])
     owner = torch.tensor([0, 0, 1])
     assert mean_logprob_scores(lp, owner, 2).tolist() == [-2.0, -2.0]
+
+
+@pytest.mark.parametrize("pm_weight,lm_weight", [(1.0, 0.0), (1.0, 1.0), (0.5, 2.0)])
+def test_preference_objective_with_the_loop_normalisation_is_eq_c1(pm_weight, lm_weight):
+    """On one micro-batch holding the whole global batch, the preference objective's loss terms
+    as the loop weights them (`trainer.weighted_loss`) are ``preference_lm_loss`` (eq. C.1)."""
+    from hhhlab.train.config import TrainConfig
+    from hhhlab.train.objectives import get_objective
+    from hhhlab.train.preference_model import PreferenceModel
+    from hhhlab.train.toy import toy_groups
+    from hhhlab.train.trainer import weighted_loss
+
+    torch.manual_seed(0)
+    pm = PreferenceModel.from_lm("tiny:llama,layers=1,hidden=32,heads=2", device="cpu")
+    cfg = TrainConfig(train="x.jsonl", output="o", pm_weight=pm_weight, lm_weight=lm_weight)
+    objective = get_objective("preference")(cfg)
+    items = [pm.encode(g.context, g.responses, g.scores, index=i) for i, g in enumerate(toy_groups(4, ranked=True))]
+    batch = objective.collate(items, pm)
+    totals = {"pairs": sum(len(g.pairs()) for g in items), "tokens": sum(len(g.responses[i]) for g in items
+                                                                          for i in g.best())}
+    with torch.no_grad():
+        loss, _ = weighted_loss(objective.loss_terms(pm, batch), totals, world=1)
+        scores, token_lp = pm(batch, head=True, lm=True)
+        ref = preference_lm_loss(scores, batch.pair_good, batch.pair_bad, token_lp, pm_weight=pm_weight,
+                                 lm_weight=lm_weight)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)

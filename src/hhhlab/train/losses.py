@@ -10,7 +10,8 @@ the response tokens of the good sequences.
   length. At evaluation an IL model scores a response by its mean per-token log-prob.
 * Preference modelling (PM, eq. 3.1): ``L = mean_pairs log(1 + exp(r_bad - r_good))``,
   computed as ``softplus(r_bad - r_good)`` (no overflow for large gaps), plus ``mu`` times the
-  LM loss on the good sequence (eq. C.1; ``mu = 0`` here, 1 for PMP).
+  LM loss on the good sequence (eq. C.1; ``mu = 0`` by default, 1 for PMP) and ``lambda`` times
+  the PM term (``pm_weight``, default 1).
 * Pointwise classifier (beyond the paper): binary cross-entropy of ``sigmoid(r)`` against
   good = 1 / bad = 0, averaged over the two responses of every pair.
 """
@@ -42,7 +43,11 @@ def preference_lm_loss(
     scores: torch.Tensor, good: torch.Tensor, bad: torch.Tensor, token_logprobs: torch.Tensor | None,
     *, pm_weight: float = 1.0, lm_weight: float = 0.0,
 ) -> torch.Tensor:
-    """``L = λ·L_PM + μ·L_LM,good`` (eq. C.1). With ``μ = 0`` the LM term is not computed at all."""
+    """``L = λ·L_PM + μ·L_LM,good`` (eq. C.1). With ``μ = 0`` the LM term is not computed at all.
+
+    The preference objective (`hhhlab.train.objectives.preference`) returns the two terms
+    separately, because the loop normalises each over the global batch's own unit (pairs,
+    tokens); on a batch that is the whole global batch they equal this (tests/test_losses.py)."""
     loss = pm_weight * preference_loss(scores, good, bad)
     if lm_weight:
         if token_logprobs is None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -54,7 +55,7 @@ class PreferenceModel(torch.nn.Module):
         super().__init__()
         if scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {SCORINGS}, not {scoring!r}")
-        self.lm = lm
+        self.lm: Any = lm  # a transformers PreTrainedModel (or a peft wrapper of one)
         self.tokenizer = tokenizer
         self.scoring = scoring
         self.name = name

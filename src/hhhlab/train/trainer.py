@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -60,7 +61,7 @@ class TrainState:
     pairs_seen: int = 0
     tokens_seen: int = 0  # real (unpadded) tokens through the trunk
     train_seconds: float = 0.0
-    history: list | None = None  # [step, loss] every log_every steps
+    history: list = field(default_factory=list)  # [step, loss] every log_every steps
 
 
 def shard(batch: list[EncodedGroup], n_shards: int, shard_id: int) -> list[EncodedGroup]:
@@ -132,7 +133,7 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
     return torch.optim.AdamW(groups, lr=cfg.lr, **optimizer_kernel(params))
 
 
-def optimizer_kernel(params: list[torch.Tensor]) -> dict:
+def optimizer_kernel(params: Sequence[torch.Tensor]) -> dict:
     """``fused=True`` where torch's fused AdamW supports the parameters' device, else foreach."""
     devices = {p.device.type for p in params}
     if devices <= {"cpu", "cuda"} and all(p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in params):

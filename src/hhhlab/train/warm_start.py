@@ -19,6 +19,7 @@ same id. Anything else is an error naming the directory and the difference, befo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hhhlab.errors import ModelLoadError
 from hhhlab.train.preference_model import PreferenceModel, load_safetensors
@@ -46,12 +47,13 @@ def resolve_init(path: str | Path) -> Path:
     return p
 
 
-def check_compatible(init_dir: Path, lm, tokenizer, base_spec: str) -> None:
+def check_compatible(init_dir: Path, lm: Any, tokenizer, base_spec: str) -> None:
     """Refuse an init of another architecture or tokenizer than ``base_spec``'s."""
     from hhhlab.models.load import load_model
 
     base = load_model(base_spec, device="cpu", dtype="float32")
-    a, b = base.model.config.to_dict(), lm.config.to_dict()
+    base_lm: Any = base.model
+    a, b = base_lm.config.to_dict(), lm.config.to_dict()
     diff = {k: (b.get(k), a.get(k)) for k in SHAPE_FIELDS if a.get(k) != b.get(k)}
     if diff:
         raise InitError(f"init {init_dir} is another architecture than --model {base_spec}: "
@@ -74,7 +76,7 @@ def load_init(path: str | Path, base_spec: str, *, scoring: str, device: str, ma
     d = resolve_init(path)
     try:
         tok = AutoTokenizer.from_pretrained(d, local_files_only=True)
-        lm = AutoModelForCausalLM.from_pretrained(d, dtype="float32", local_files_only=True, use_safetensors=True)
+        lm: Any = AutoModelForCausalLM.from_pretrained(d, dtype="float32", local_files_only=True, use_safetensors=True)
     except Exception as exc:  # noqa: BLE001 - OSError, ValueError, SafetensorError: all mean "unloadable"
         raise InitError(f"init {path}: cannot load the model in {d} ({type(exc).__name__}: {exc})") from None
     check_compatible(d, lm, tok, base_spec)

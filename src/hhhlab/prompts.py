@@ -325,7 +325,7 @@ def _turns(block: str, markers: list[re.Match], source: str, k: int, text: str, 
                             "(turns must alternate, starting with Human)")
         if not body:
             raise DataError(f"{source}: dialogue {k}, line {line}: empty '{role}:' turn")
-        turns.append(Turn(role, body))  # type: ignore[arg-type]
+        turns.append(Turn(role, body))
     if turns[-1].role != ASSISTANT:
         raise DataError(f"{source}: dialogue {k} ends with a Human turn; it must end with the Assistant's reply")
     return tuple(turns)

@@ -292,7 +292,7 @@ def rejects_path_for(output: Path) -> Path:
     return output.with_name(name.removesuffix(".jsonl") + ".rejects.jsonl")
 
 
-def build(source: str, input_path: Path, output: Path, options: BuildOptions | None = None,
+def build(source: str, input_path: Path | str, output: Path, options: BuildOptions | None = None,
           progress: Callable[[BuildReport], None] | None = None) -> BuildReport:
     """Build ``output`` from ``input_path`` with the named builder; see the module docstring."""
     from hhhlab.data.builders import get_builder

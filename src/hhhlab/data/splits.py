@@ -33,7 +33,7 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
         raise DataError(f"fractions must be three numbers like 0.9,0.05,0.05, got {text!r}") from None
     if len(values) != 3 or any(not (v >= 0) for v in values) or abs(sum(values) - 1) > 1e-6:
         raise DataError(f"fractions must be three non-negative numbers that sum to 1, got {text!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def assign_split(key: str, fractions: tuple[float, float, float] = (0.9, 0.05, 0.05), seed: int = 0) -> str:

@@ -27,6 +27,9 @@ def get_tokenizer(spec: str) -> Callable[[list[str]], list[int]]:
     """A function from texts to token counts."""
     if spec == "whitespace":
         return lambda texts: [len(t.split()) for t in texts]
+    from transformers import PreTrainedTokenizerBase
+
+    tok: PreTrainedTokenizerBase
     if spec == "tiny":
         from hhhlab.models.tiny import tiny_tokenizer
 

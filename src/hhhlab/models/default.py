@@ -21,6 +21,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import cast
 
 from hhhlab.errors import ModelLoadError
 from hhhlab.paths import cache_home
@@ -89,7 +90,7 @@ def ensure_default_model(progress: bool = True) -> Path:
     with _locked(target.parent / f".{DEFAULT_NAME}.lock"):
         if (target / "model.safetensors").exists() and (target / "hhhlab_model.json").exists():
             return target
-        from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+        from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
         from transformers.utils import logging as hf_logging
 
         if progress:
@@ -109,7 +110,7 @@ def ensure_default_model(progress: bool = True) -> Path:
             if hasattr(config, "quantization_config"):
                 del config.quantization_config
             config.name_or_path = DEFAULT_NAME
-            plain = LlamaForCausalLM(config)
+            plain = LlamaForCausalLM(cast(LlamaConfig, config))  # the GGUF file is a Llama
             missing, unexpected = plain.load_state_dict(packed.state_dict(), strict=False)
             if [m for m in missing if "lm_head" not in m] or unexpected:
                 raise ModelLoadError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")

@@ -318,7 +318,8 @@ class Engine:
                 families.setdefault(tuple(pairs[i][0][p:]), []).append(i)
             rows = []
             for rest, family in families.items():
-                row, n_tokens = [], len(rest)
+                row: list[int] = []
+                n_tokens = len(rest)
                 for i in family:
                     n = len(pairs[i][1])
                     if row and (len(row) == cap or n_tokens + n > self.max_length):
@@ -435,7 +436,7 @@ class Engine:
         longest first, ``batch_size`` at a time; results come back in input order.
         """
         vocab = self.runner.lm_head.out_features if self.runner is not None else None
-        vocab = vocab or self.model.get_output_embeddings().weight.shape[0]
+        vocab = vocab or self.model.get_output_embeddings().weight.shape[0]  # type: ignore[operator]  # a transformers model, typed nn.Module
         errors = []
         if not prefix:
             errors.append("the prefix has no tokens (use the BOS token)")
@@ -476,6 +477,7 @@ class Engine:
                 lo = 0 if reuse else p - 1
                 span = slice(lo, lo + len(sequences[i]))  # the positions predicting s[0..T-1]
                 if hidden is not None:
+                    assert self.runner is not None  # hidden comes from the runner
                     logits = self.runner.lm_head(hidden[row, span]).float()  # [T, V]
                 else:
                     logits = logits_all[row, span].float()
@@ -486,6 +488,7 @@ class Engine:
     def _topk_prefix_kv(self, tokens: list[int]) -> PrefixKV:
         """The shared prefix's K/V, encoded once and kept for the next call with the same tokens."""
         held = getattr(self, "_held_prefix", None)
+        assert self.runner is not None  # called only when prefix reuse is on, which needs a runner
         if held is None or held.tokens != tokens:
             held = self.runner.encode_prefix(tokens, self.device)
             self._held_prefix = held
@@ -574,6 +577,7 @@ class Engine:
     ) -> list[list[str]]:
         """Decode ``num_samples`` samples of each prompt against one prefix and one prompt cache."""
         runner, dev, n = self.runner, self.device, cfg.num_samples
+        assert runner is not None  # the cached decoding path is chosen only with a runner
         rests = [ids[p:] for ids in encoded]
         k, width = len(rests), max(len(r) for r in rests)
         lens = torch.tensor([len(r) for r in rests], device=dev)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -89,7 +90,7 @@ def truncate_layers(model: torch.nn.Module, k: int) -> torch.nn.Module:
     if not 1 <= k <= len(blocks):
         raise ModelLoadError(f"@L{k}: the model has {len(blocks)} blocks; choose 1..{len(blocks)}")
     setattr(parent, attr, torch.nn.ModuleList(list(blocks)[:k]))
-    cfg = model.config
+    cfg: Any = model.config  # a transformers config: per-architecture attributes
     for name in ("num_hidden_layers", "n_layer"):
         if hasattr(cfg, name):
             setattr(cfg, name, k)
@@ -159,6 +160,7 @@ def _load_raw(spec: str, dtype: torch.dtype) -> tuple[torch.nn.Module, PreTraine
 
     from hhhlab.models.tiny import parse_tiny_spec, random_model, tiny_model
 
+    tok: PreTrainedTokenizerBase
     if spec.startswith(("tiny:", "random:")):
         try:
             if spec.startswith("tiny:"):

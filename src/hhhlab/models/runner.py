@@ -16,6 +16,7 @@ else goes through the engine's generic path (plain transformers forward, no pref
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -61,13 +62,15 @@ class BlockRunner:
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
-        cfg = model.config
-        self.num_heads = (
+        # transformers' configs and submodules are per-architecture attributes (nn.Module's
+        # __getattr__ types them Tensor | Module), hence Any here and for `base` below.
+        cfg: Any = model.config
+        self.num_heads: int = (
             cfg.num_attention_heads if hasattr(cfg, "num_attention_heads") else cfg.n_head
         )
-        self.num_kv_heads = getattr(cfg, "num_key_value_heads", None) or self.num_heads
+        self.num_kv_heads: int = getattr(cfg, "num_key_value_heads", None) or self.num_heads
         hidden = cfg.hidden_size if hasattr(cfg, "hidden_size") else cfg.n_embd
-        self.head_dim = getattr(cfg, "head_dim", None) or hidden // self.num_heads
+        self.head_dim: int = getattr(cfg, "head_dim", None) or hidden // self.num_heads
         self.lm_head = model.get_output_embeddings()
 
     # -- per-architecture pieces -------------------------------------------------------------------
@@ -172,7 +175,7 @@ class BlockRunner:
 class LlamaRunner(BlockRunner):
     def __init__(self, model: torch.nn.Module):
         super().__init__(model)
-        self.base = model.model
+        self.base: Any = model.model
         self.layers = self.base.layers
 
     def embed(self, ids: Tensor, positions: Tensor) -> tuple[Tensor, object]:
@@ -206,9 +209,9 @@ class LlamaRunner(BlockRunner):
 class GPT2Runner(BlockRunner):
     def __init__(self, model: torch.nn.Module):
         super().__init__(model)
-        self.base = model.transformer
+        self.base: Any = model.transformer
         self.layers = self.base.h
-        cfg = model.config
+        cfg: Any = model.config
         self.hidden = cfg.n_embd
         self._scale_weights = getattr(cfg, "scale_attn_weights", True)
         self._by_layer = getattr(cfg, "scale_attn_by_inverse_layer_idx", False)

@@ -112,6 +112,7 @@ def tiny_model(
     tok = tiny_tokenizer(vocab)
     vocab_size = len(tok)
     torch.manual_seed(seed)
+    model: torch.nn.Module
     if arch == "llama":
         cfg = LlamaConfig(
             vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 4 // 1,
@@ -121,17 +122,17 @@ def tiny_model(
         )
         model = LlamaForCausalLM(cfg)
     elif arch == "gpt2":
-        cfg = GPT2Config(
+        gpt2_cfg = GPT2Config(
             vocab_size=vocab_size, n_embd=hidden, n_layer=layers, n_head=heads, n_positions=ctx,
             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
         )
-        model = GPT2LMHeadModel(cfg)
+        model = GPT2LMHeadModel(gpt2_cfg)
     else:
         raise ModelLoadError(f"unknown tiny architecture {arch!r}: choose llama or gpt2")
     return model.eval(), tok
 
 
-def random_model(shape: str, *, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedTokenizerFast | None]:
+def random_model(shape: str, *, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
     """Random weights at a real model's shape, for timing; the tokenizer is the tiny one."""
     if shape not in RANDOM_SHAPES:
         raise ModelLoadError(f"unknown random shape {shape!r}: choose one of {', '.join(RANDOM_SHAPES)}")

@@ -108,7 +108,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
             raise StoreError(f"{f}: corrupt checkpoint file (sha256 mismatch)")
     try:
         missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
-    except Exception as exc:  # safetensors raises several types for a bad file
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a bad file
         raise StoreError(f"{path / 'model.safetensors'}: cannot restore the model ({exc})") from None
     if missing or unexpected:
         raise StoreError(f"{path / 'model.safetensors'}: does not match the model being trained "

@@ -32,7 +32,7 @@ def _option_type(annotation):
 
 
 def _config_flags() -> list[inspect.Parameter]:
-    params = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+    params = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045 (typer reads the object)
                                 default=typer.Option(None, "--config", help="YAML file of options (flags override it)"))]
     for name, field in TrainConfig.model_fields.items():
         typ = _option_type(field.annotation)
@@ -44,7 +44,7 @@ def _config_flags() -> list[inspect.Parameter]:
         default = "required" if field.is_required() else f"default: {field.default}"
         help_text = " ".join(x for x in [field.description or "", f"(one of: {', '.join(choices)})" if choices else "",
                                           f"({default})"] if x)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[typ],
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[typ],  # noqa: UP045
                                         default=typer.Option(None, *decls, help=help_text, show_default=False)))
     return params
 
@@ -73,17 +73,16 @@ def eval_command(
     batch_size: int = typer.Option(32, help="responses per forward pass (scores do not depend on it)"),
     dtype: str = typer.Option("auto", help="auto (bf16 where native, else float32), float32 or bfloat16"),
     device: str = typer.Option("auto", help="auto, cpu, cuda"),
-    max_eval: Optional[int] = typer.Option(None, help="use only the first N groups"),
-    output: Optional[Path] = typer.Option(None, help="write the metrics JSON here too"),
+    max_eval: int | None = typer.Option(None, help="use only the first N groups"),
+    output: Path | None = typer.Option(None, help="write the metrics JSON here too"),
     json_out: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
 ) -> None:
     """Evaluate a trained model: pairwise accuracy (+CI), group accuracy, calibration (ECE)."""
+    from hhhlab import distributed
     from hhhlab.results import write_metrics
     from hhhlab.store import ResultsStore
     from hhhlab.train.preference_model import PreferenceModel
     from hhhlab.train.trainer import evaluate_model
-
-    from hhhlab import distributed
 
     path = pm / "model" if (pm / "model" / "pm_config.json").exists() else pm
     model = PreferenceModel.from_pretrained(path, device=device, dtype=dtype)

@@ -67,7 +67,7 @@ class PreferenceModel(torch.nn.Module):
         self.eoc_id: int | None = None
         if scoring == "head":
             self._add_eoc_token()
-            hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd")
+            hidden = getattr(cfg, "hidden_size", None) or cfg.n_embd
             self.head = torch.nn.Linear(hidden, 1)
             torch.nn.init.normal_(self.head.weight, std=1.0 / (hidden + 1) ** 0.5)
             torch.nn.init.zeros_(self.head.bias)

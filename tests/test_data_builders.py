@@ -76,7 +76,7 @@ def test_stackexchange(tmp_path, compress):
 def test_stackexchange_truncated_xml_keeps_what_was_read(tmp_path):
     path = tmp_path / "Posts.xml"
     path.write_text(SE_XML[: SE_XML.index('<row Id="5"')] + '<row Id="5" PostTy')
-    report, groups, rejects = run("stackexchange", path, tmp_path)
+    _report, groups, rejects = run("stackexchange", path, tmp_path)
     assert [g.id for g in groups] == ["stackexchange:tmp_path:1".replace("tmp_path", tmp_path.name)]
     assert len(rejects) == 1 and "XML syntax error" in rejects[0]["reason"]
 
@@ -257,7 +257,7 @@ def test_ethics(tmp_path):
 def test_ethics_unknown_file_name(tmp_path):
     path = tmp_path / "moral.csv"
     path.write_text("label,input\n1,x\n")
-    report, groups, rejects = run("ethics", path, tmp_path)
+    _report, groups, rejects = run("ethics", path, tmp_path)
     assert groups == [] and "cannot tell the ETHICS subset" in rejects[0]["reason"]
 
 
@@ -346,7 +346,7 @@ def test_unreadable_compressed_file_is_one_reject_and_the_build_goes_on(tmp_path
     (d / "a.jsonl.gz").write_bytes(b"not gzip at all")
     (d / "b.jsonl").write_text(json.dumps({"chosen": "\n\nHuman: x\n\nAssistant: y",
                                            "rejected": "\n\nHuman: x\n\nAssistant: z"}))
-    report, groups, rejects = run("hh-rlhf", d, tmp_path)
+    _report, groups, rejects = run("hh-rlhf", d, tmp_path)
     assert len(groups) == 1 and len(rejects) == 1
     assert rejects[0]["where"].endswith("a.jsonl.gz") and "cannot read the rest of the file" in rejects[0]["reason"]
 

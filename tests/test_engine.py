@@ -249,7 +249,9 @@ def test_empty_request_list(tiny_llama):
 def test_lm_eval_token_boundary(tiny_llama):
     engine = Engine(tiny_llama)
     tok = tiny_llama.tokenizer
-    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]
+    def enc(t):
+        return tok(t, add_special_tokens=False)["input_ids"]
+
     # Trailing spaces of the context move to the continuation; the context is its own encoding.
     ctx, cont = engine.encode_pair("The capital of France is ", "Paris")
     assert ctx == enc("The capital of France is")

@@ -149,7 +149,9 @@ def assert_close(got, want, path: str = "", rel: float = 1e-4, abs_: float = 1e-
 def assert_same_report(got: dict, want: dict) -> None:
     """Two `hhhlab eval` JSON reports: the same (model, condition, variant, eval) outcomes, item
     counts, metrics and differences between conditions, within float tolerance."""
-    key = lambda r: (r["model"], r["condition"], r["variant"], r["eval"])
+    def key(r):
+        return (r["model"], r["condition"], r["variant"], r["eval"])
+
     assert sorted(map(key, got["results"])) == sorted(map(key, want["results"]))
     by_key = {key(r): r for r in got["results"]}
     for r in want["results"]:

@@ -5,8 +5,13 @@ import math
 import pytest
 import torch
 
-from hhhlab.train.losses import (classifier_loss, imitation_loss, mean_logprob_scores, preference_lm_loss,
-                                 preference_loss)
+from hhhlab.train.losses import (
+    classifier_loss,
+    imitation_loss,
+    mean_logprob_scores,
+    preference_lm_loss,
+    preference_loss,
+)
 
 
 def test_preference_loss_is_log1p_exp_of_the_margin():

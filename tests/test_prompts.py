@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
 import pytest
 
 from hhhlab.errors import DataError
+from hhhlab.models.engine import cut_at_stop
 from hhhlab.prompts import (
     BANNED_IN_SAMPLES,
     STOP_SEQUENCES,
@@ -20,7 +22,6 @@ from hhhlab.prompts import (
     restyle,
     toxicity_wrapper,
 )
-from hhhlab.models.engine import cut_at_stop
 
 BUILTIN = Path(__file__).resolve().parents[1] / "src" / "hhhlab" / "resources" / "prompts" / "hhh_v1.txt"
 
@@ -53,7 +54,7 @@ def test_builtin_dialogues_alternate_and_end_with_the_assistant(builtin):
     for d in dialogues:
         roles = [t.role for t in d.turns]
         assert roles[0] == "Human" and roles[-1] == "Assistant"
-        assert all(a != b for a, b in zip(roles, roles[1:]))
+        assert all(a != b for a, b in itertools.pairwise(roles))
         assert all(t.text == t.text.strip() and t.text for t in d.turns)
 
 

@@ -9,20 +9,20 @@ import pytest
 
 from hhhlab.errors import ModelLoadError, StoreError
 from hhhlab.results import read_metrics
-from hhhlab.store import ResultsStore, atomic_write_json, read_json
+from hhhlab.store import ResultsStore, atomic_write_json
 
 
 @contextlib.contextmanager
 def small_tmpfs(path, size="64k"):
     """A real tiny filesystem (root only): the honest way to fill a disk in a test."""
     path.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, check=False)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
     try:
         yield path
     finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
 
 
 def test_full_disk_keeps_earlier_results(tmp_path):

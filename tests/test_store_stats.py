@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from hhhlab.errors import StoreError
-from hhhlab.stats import bootstrap, paired_difference, pass_at_k
 from hhhlab.results import SCHEMA_VERSION, read_metrics
+from hhhlab.stats import bootstrap, paired_difference, pass_at_k
 from hhhlab.store import ResultsStore, atomic_write_json, read_json
 
 

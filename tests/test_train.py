@@ -115,7 +115,8 @@ def test_checkpoint_from_other_settings_is_refused(toy, tmp_path):
 
 
 def test_bad_input_is_counted_or_named(toy, tmp_path):
-    good = json.loads(open(toy["train"]).readline())
+    with open(toy["train"]) as f:
+        good = json.loads(f.readline())
     same = {**good, "id": "same", "scores": [1, 1]}
     long = {**good, "id": "long", "context": "apple river " * 200}
     f = tmp_path / "mixed.jsonl"

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from hhhlab.train.batching import EncodedGroup
-from hhhlab.train.evaluate import (acc_at_k, calibration, evaluation_metrics, group_accuracy, lambada_is_correct,
-                                   pairwise_accuracy, rerank_accuracy)
+from hhhlab.train.evaluate import (
+    acc_at_k,
+    calibration,
+    evaluation_metrics,
+    group_accuracy,
+    lambada_is_correct,
+    pairwise_accuracy,
+    rerank_accuracy,
+)
 
 
 def G(scores, group_id=None):

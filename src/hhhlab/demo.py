@@ -331,8 +331,8 @@ def stage_pmp(cfg: DemoConfig, out: Path, progress: Progress) -> Path | None:
 
     progress.total("pmp", 1)
     run_dir = out / f"run-{cfg.stage_key('pmp', STAGE_FIELDS['pmp'])}"
-    sc = SyntheticSweepConfig(model=cfg.rungs(cfg.pmp_rung)[0], conditions=cfg.pmp_conditions,  # type: ignore[arg-type]
-                              pmp_pairs=cfg.pmp_pairs, sizes=cfg.pmp_sizes, eval_pairs=128,  # type: ignore[arg-type,call-arg]
+    sc = SyntheticSweepConfig(model=cfg.rungs(cfg.pmp_rung)[0], conditions=cfg.pmp_conditions,
+                              pmp_pairs=cfg.pmp_pairs, sizes=cfg.pmp_sizes, eval_pairs=128,
                               output=str(run_dir), seed=cfg.seed)
     run_synthetic(sc)
     shutil.copyfile(run_dir / "results.json", out / "results.json")

@@ -164,7 +164,7 @@ def train_student(plan: Plan):
     cls = objectives.Distillation if c.objective == "distill" else objectives.PromptFinetune
     objective = cls(tcfg, cache=cache) if cls is objectives.Distillation else cls(tcfg)
     objective.validate()
-    return train(tcfg, objective=objective, source=source)  # type: ignore[arg-type]
+    return train(tcfg, objective=objective, source=source)
 
 
 @torch.inference_mode()

@@ -76,7 +76,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -280,6 +280,10 @@ class BBQOptions(EvalOptions):
 @register("bbq")
 class BBQ(MultipleChoiceEval):
     Options = BBQOptions
+
+    def opts(self, ctx: EvalContext | None = None) -> BBQOptions:
+        """`Eval.opts`, typed: it parses into ``Options``."""
+        return cast(BBQOptions, super().opts(ctx))
     description = ("BBQ: ambiguous / disambiguated accuracy and bias scores (Parrish et al. with the original "
                    "data, source=full; a label-free stand-in with BIG-bench bbq_lite_json, source=lite)")
 

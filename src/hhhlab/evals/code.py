@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 from pydantic import Field
 
@@ -41,7 +42,7 @@ from hhhlab.stats import pass_at_k
 # statement.
 CODE_STOPS: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#", "\nassert ")
 KS = (1, 10)
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "samples": 20,
     "max_new_tokens": 256,
     "temperature": 0.6,
@@ -89,6 +90,10 @@ class CodeEval(Eval):
     """Base of ``humaneval`` and ``quixbugs``: subclasses implement ``load``."""
 
     Options = CodeOptions
+
+    def opts(self, ctx: EvalContext | None = None) -> CodeOptions:
+        """`Eval.opts`, typed: it parses into ``Options``."""
+        return cast(CodeOptions, super().opts(ctx))
 
     chunk_items = 2  # 2 problems x 20 samples per generate call
 

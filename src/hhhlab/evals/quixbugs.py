@@ -44,6 +44,7 @@ def quixbugs_problem(rec: object, where: str) -> CodeProblem | None:
     m = re.search(rf"(?m)^def {re.escape(name)}\(.*\):[ \t]*$", fixed)
     if m is None:
         raise DataError(f"{where}: the fixed program has no top-level 'def {name}(...):' line")
+    assert isinstance(rec, dict)  # `problem` refuses anything else
     doc = _split_docstring(rec["buggy"])[1].strip("\n")
     if '"""' in doc:
         raise DataError(f"{where}: the description contains a triple quote")

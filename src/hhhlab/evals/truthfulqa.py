@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import Field
 
@@ -82,6 +82,10 @@ class TruthfulQAOptions(EvalOptions):
 class _TruthfulQA(MultipleChoiceEval):
     mc: str = "mc1"
     Options = TruthfulQAOptions
+
+    def opts(self, ctx: EvalContext | None = None) -> TruthfulQAOptions:
+        """`Eval.opts`, typed: it parses into ``Options``."""
+        return cast(TruthfulQAOptions, super().opts(ctx))
 
     def load(self, ctx: EvalContext) -> list[Item]:
         path = find_local(ctx.data_dir, CSV_REL)

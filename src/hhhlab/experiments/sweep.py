@@ -174,6 +174,7 @@ def run_sweep(
         done = run.items()
     # The other processes take the main process's data files and finished cells as they are.
     datasets, done = distributed.broadcast((datasets, done))
+    assert datasets is not None and done is not None  # the main process built them; broadcast shares them
     if not main:
         run = store.create_run("sweep_objectives", cfg.model_dump(), name=out.name, run_id=run_id)
     cells = [Cell(m, o, d) for d in datasets for o in objectives for m in models]

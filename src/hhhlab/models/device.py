@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Final
 
 import torch
 
@@ -50,7 +51,7 @@ def resolve_device(device: str | None = "auto") -> torch.device:
     return dev
 
 
-DEFAULT_DTYPE = "auto"
+DEFAULT_DTYPE: Final = "auto"  # Final: a Literal["auto"] where a dtype Literal is expected
 """The one default dtype rule of ``eval``, ``pm train``/``pm eval`` and ``sweep``: ``auto``, which
 `resolve_dtype` turns into bfloat16 where the hardware has native bf16 matmuls (CUDA with bf16,
 CPUs with AVX-512 BF16/AMX) and float32 elsewhere."""

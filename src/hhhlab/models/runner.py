@@ -16,7 +16,7 @@ else goes through the engine's generic path (plain transformers forward, no pref
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -60,7 +60,7 @@ class SelfCache:
 class BlockRunner:
     """Architecture adapter: embeddings, per-block q/k/v and output, final norm, LM head."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: Any):  # a transformers PreTrainedModel
         self.model = model
         # transformers' configs and submodules are per-architecture attributes (nn.Module's
         # __getattr__ types them Tensor | Module), hence Any here and for `base` below.
@@ -173,7 +173,7 @@ class BlockRunner:
 
 
 class LlamaRunner(BlockRunner):
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: Any):  # a transformers PreTrainedModel
         super().__init__(model)
         self.base: Any = model.model
         self.layers = self.base.layers
@@ -203,11 +203,11 @@ class LlamaRunner(BlockRunner):
         return self.base.norm(x)
 
     def scale(self, i: int) -> float:
-        return float(self.layers[i].self_attn.scaling)
+        return float(cast(Any, self.layers[i]).self_attn.scaling)  # a transformers attention module
 
 
 class GPT2Runner(BlockRunner):
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: Any):  # a transformers PreTrainedModel
         super().__init__(model)
         self.base: Any = model.transformer
         self.layers = self.base.h

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def check_init(init_dir: str | None, base: str) -> None:
     ref = load_model(base, device="cpu", dtype="float32")
     tok = AutoTokenizer.from_pretrained(init_dir, local_files_only=True)
     conf = AutoConfig.from_pretrained(init_dir, local_files_only=True).to_dict()
-    a = ref.model.config.to_dict()
+    a = cast(Any, ref.model).config.to_dict()  # a transformers model, typed nn.Module
     diff = [k for k in SHAPE_FIELDS if a.get(k) != conf.get(k)]
     if diff:
         raise InitError(f"--init {init_dir} is another architecture than {base} ({', '.join(diff)} differ)")

@@ -122,7 +122,7 @@ def prepare(cfg: PMPConfig) -> dict:
             raise DataError(f"PMP source {src} yields no pair (no group with two different scores)")
         files.append(str(out))
         counts.append(n)
-    eval_file = None
+    eval_file: Path | str | None = None
     if cfg.eval:
         eval_file = data / f"eval.{cfg.mode}.jsonl"
         with JsonlWriter(eval_file) as w:

@@ -141,7 +141,7 @@ def plot_suite(data: dict | str | Path, out_dir: str | Path) -> list[Path]:
     data = payload_of(data, kind="eval")
     out_dir = Path(out_dir)
     written = []
-    covered = set()
+    covered: set[str] = set()
     for fig in PAPER_FIGURES:
         panels = tuple(p for p in fig.panels if any(r["eval"] == p.eval for r in data["results"]))
         if panels and (path := _save(fig.name, panels, data, out_dir)):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -133,7 +134,7 @@ class TreeBatch:
     n_real_tokens: int
 
     def to(self, device: torch.device | str) -> TreeBatch:
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in self.__dict__.items():
             out[k] = v.to(device) if isinstance(v, torch.Tensor) else v
         return TreeBatch(**out)
@@ -198,19 +199,19 @@ def build_batch(
     B = len(rows)
     ids = torch.full((B, width), pad_id, dtype=torch.long)
     pos = torch.zeros((B, width), dtype=torch.long)
-    seg = torch.full((B, width), -1, dtype=torch.long)
+    seg_t = torch.full((B, width), -1, dtype=torch.long)  # [B, W] segment of each token, -1 = pad
     offsets = []
-    for b, (t, p, s) in enumerate(rows):
+    for b, (t, posns, segs) in enumerate(rows):
         off = width - len(t) if padding_side == "left" else 0
         offsets.append(off)
         ids[b, off : off + len(t)] = torch.tensor(t)
-        pos[b, off : off + len(t)] = torch.tensor(p)
-        seg[b, off : off + len(t)] = torch.tensor(s)
+        pos[b, off : off + len(t)] = torch.tensor(posns)
+        seg_t[b, off : off + len(t)] = torch.tensor(segs)
     off_t = torch.tensor(offsets, dtype=torch.long)
     eoc_row_t = torch.tensor(eoc_row, dtype=torch.long)
     lm_row_t = torch.tensor(lm_row, dtype=torch.long)
     return TreeBatch(
-        input_ids=ids, position_ids=pos, tree_mask=tree_attention_mask(seg),
+        input_ids=ids, position_ids=pos, tree_mask=tree_attention_mask(seg_t),
         eoc_row=eoc_row_t, eoc_col=torch.tensor(eoc_col, dtype=torch.long) + off_t[eoc_row_t],
         pair_good=torch.tensor(good, dtype=torch.long), pair_bad=torch.tensor(bad, dtype=torch.long),
         lm_row=lm_row_t, lm_col=torch.tensor(lm_col, dtype=torch.long) + off_t[lm_row_t],

@@ -62,7 +62,7 @@ class PreferenceModel(torch.nn.Module):
         self.extra = dict(extra or {})
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        cfg = lm.config
+        cfg: Any = lm.config  # a transformers config: per-architecture attributes
         self.head: torch.nn.Linear | None = None
         self.eoc_id: int | None = None
         if scoring == "head":
@@ -102,7 +102,7 @@ class PreferenceModel(torch.nn.Module):
         return cls(lm.model, lm.tokenizer, scoring=scoring, name=spec, max_length=max_length).eval()
 
     @property
-    def trunk(self) -> torch.nn.Module:
+    def trunk(self) -> Any:  # a transformers base model (per-architecture attributes)
         """The decoder without its LM head (``LlamaModel``, ``GPT2Model``, ...)."""
         base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
         return getattr(base, base.base_model_prefix)
@@ -178,7 +178,7 @@ class PreferenceModel(torch.nn.Module):
         A group's context is encoded once for all the responses that share a forward pass."""
         from tqdm.auto import tqdm
 
-        side = padding_side or getattr(self.tokenizer, "padding_side", "right")
+        side = padding_side or str(getattr(self.tokenizer, "padding_side", "right"))
         rows: list[tuple[int, list[int]]] = []  # (group position, response indices)
         for gi, g in enumerate(groups):
             idx = list(range(len(g.responses)))
@@ -262,7 +262,7 @@ class PreferenceModel(torch.nn.Module):
             lm = AutoModelForCausalLM.from_pretrained(path, dtype=dt, local_files_only=True, use_safetensors=True)
         except (OSError, ValueError, SafetensorError) as exc:
             raise StoreError(f"cannot load the model in {path}: {exc}") from None
-        pm = cls(lm.to(dev), tok, scoring=cfg["scoring"], name=cfg.get("base_model", ""),
+        pm = cls(lm.to(dev), tok, scoring=cfg["scoring"], name=cfg.get("base_model", ""),  # type: ignore[arg-type]  # transformers' .to() wrapper
                  max_length=cfg.get("max_length"),
                  extra={k: v for k, v in cfg.items()
                         if k not in ("format_version", "scoring", "eoc_token", "base_model", "max_length")})

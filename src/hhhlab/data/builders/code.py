@@ -71,7 +71,7 @@ for _args, _expected in _json.loads({cases!r}):
 '''
 
 
-def problem(obj: dict, path: Path) -> dict:
+def problem(obj: object, path: Path | str) -> dict:
     """Normalise one record to ``{dataset, task_id, context, programs: [(origin, code)], tests}``."""
     if not isinstance(obj, dict):
         raise DataError("record must be a JSON object")

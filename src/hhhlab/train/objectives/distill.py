@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -44,7 +44,8 @@ class DistillBatch(TreeBatch):
     teacher_ids: torch.Tensor | None = None  # [N, k] int64
 
     def to(self, device: torch.device | str) -> DistillBatch:
-        return DistillBatch(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()})
+        out: dict[str, Any] = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()}
+        return DistillBatch(**out)
 
 
 def target_positions(batch: TreeBatch, items: Sequence[EncodedGroup]) -> list[tuple[int, int]]:
@@ -86,6 +87,7 @@ class Distillation(LanguageModel):
 
     def loss_terms(self, model: torch.nn.Module, batch: TreeBatch) -> list[LossTerm]:
         assert isinstance(batch, DistillBatch) and batch.teacher_logprobs is not None
+        assert batch.teacher_ids is not None  # set together with teacher_logprobs
         _, logits = model(batch, head=False, lm=True, logits=True)  # [N, V]
         kl = losses.distillation_loss(logits, batch.teacher_logprobs, batch.teacher_ids)
         return [LossTerm(kl, "tokens", batch.lm_target.numel())]

@@ -33,6 +33,7 @@ while todo:
     else:
         batch, todo = todo[:17], todo[17:]
         run.put_items({f"item{i:04d}": {"i": i, "sq": i ** 2} for i in batch})
+    print("w", flush=True)  # one line per committed write: the test paces its kills by these
 run.finish({"n": n})
 """
 
@@ -63,7 +64,12 @@ def test_store_writer_killed_at_random_points_keeps_every_item_exactly_once(tmp_
     for _ in range(6):
         proc = _writer(root)
         assert proc.stdout.readline().startswith(b"start")  # imported and opened: now writing
-        time.sleep(rng.uniform(0, 0.3))  # land anywhere: between writes or inside one
+        # Kill after a random number of committed writes, then a random fraction of one write's
+        # time: every kill lands mid-run (between writes or inside one) however loaded the machine
+        # is — a wall-clock delay alone let a starved parent miss the whole run.
+        for _ in range(rng.randint(1, 6)):
+            proc.stdout.readline()
+        time.sleep(rng.uniform(0, 0.012))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -24,12 +24,18 @@ from hhhlab.train.cli import _option_type
 M = TypeVar("M", bound=BaseModel)
 
 
-def config_flags(model: type[BaseModel], *, exclude: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+def config_flags(model: type[BaseModel], *, exclude: tuple[str, ...] = (),
+                 comma_lists: bool = False) -> list[inspect.Parameter]:
+    """One typer option per field of ``model`` (``max_steps`` -> ``--max-steps``). List fields are
+    left to the YAML file, or with ``comma_lists`` become one comma-separated flag that the
+    field's own validator splits (``--sources a,b,c``)."""
     params = []
     for name, field in model.model_fields.items():
         if name in exclude:
             continue
         typ = _option_type(field.annotation)
+        if comma_lists and typing.get_origin(typ) is list:
+            typ = str
         if (typing.get_origin(typ) in (list, dict) or typ in (list, dict)
                 or (isinstance(typ, type) and issubclass(typ, BaseModel))):
             continue  # structured fields come from the YAML file (or ``--set section.key=value``)

@@ -11,10 +11,8 @@ flags, YAML keys and defaults, as ``pm train`` does from `TrainConfig`):
 from __future__ import annotations
 
 import inspect
-import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import typer
 from rich.console import Console
@@ -23,24 +21,12 @@ console = Console()
 
 
 def config_flags(cls) -> list[inspect.Parameter]:
-    """One typer option per field of the pydantic model ``cls`` (``max_steps`` -> ``--max-steps``)."""
-    from hhhlab.train.cli import _option_type
+    """``--config FILE`` plus the shared flags of ``cls`` (`hhhlab.configflags`), lists comma-separated."""
+    from hhhlab.configflags import config_flags as shared_flags
 
-    params = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Path | None,
-                                default=typer.Option(None, "--config", help="YAML file of options (flags override it)"))]
-    for name, field in cls.model_fields.items():
-        typ = _option_type(field.annotation)
-        if typing.get_origin(typ) is list:  # lists: one comma-separated flag (the field splits it)
-            typ = str
-        flag = "--" + name.replace("_", "-")
-        decls = [f"{flag}/--no-{name.replace('_', '-')}"] if typ is bool else [flag]
-        choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else ()
-        default = "required" if field.is_required() else f"default: {field.default}"
-        help_text = " ".join(x for x in [field.description or "", f"(one of: {', '.join(choices)})" if choices else "",
-                                          f"({default})"] if x)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=typ | None,
-                                        default=typer.Option(None, *decls, help=help_text, show_default=False)))
-    return params
+    config = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Path | None,
+                               default=typer.Option(None, "--config", help="YAML file of options (flags override it)"))
+    return [config, *shared_flags(cls, comma_lists=True)]
 
 
 def config_command(cls, run: Callable, doc: str) -> Callable:

@@ -50,8 +50,8 @@ SCHEMA_VERSION = 1
 
 #: The stages that write results documents; a report section is keyed by one of these.
 KINDS = (
-    "eval", "pm_train", "pm_eval", "sweep_objectives", "distill", "pmp", "pm_finetune",
-    "sweep_pmp", "sweep_pmp_synthetic", "counting_toy", "elo", "benchmark", "demo",
+    "eval", "pm_train", "pm_eval", "sweep_objectives", "distill", "distill_compare", "pmp", "pm_finetune",
+    "sweep_pmp", "sweep_pmp_synthetic", "sweep_rerank", "counting_toy", "elo", "benchmark", "demo",
 )
 
 _ESTIMATE_KEYS = frozenset({"value", "lo", "hi", "n"})

@@ -16,6 +16,8 @@ Sources: ``lambada/lambada_openai.jsonl`` ({context, continuation}), else the hu
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hhhlab.errors import DataError
 from hhhlab.evals.base import Eval, EvalContext, Item, register
 from hhhlab.evals.sources import find_local, load_hub, missing, read_jsonl
@@ -25,29 +27,36 @@ REL = "lambada/lambada_openai.jsonl"
 HUB = ("EleutherAI/lambada_openai", "default", "test")
 
 
+def load_passages(data_dir: Path | None) -> list[Item]:
+    """Every passage as ``Item(id, {"context", "word"})``: the context with no trailing space, the
+    target word stripped. One loader for the eval and the re-ranking sweep
+    (`hhhlab.experiments.rerank`), so both read the same passages the same way."""
+    path = find_local(data_dir, REL)
+    if path is not None:
+        items = []
+        for lineno, rec in read_jsonl(path):
+            c, w = rec.get("context"), rec.get("continuation")
+            if not isinstance(c, str) or not isinstance(w, str) or not c.strip() or not w.strip():
+                raise DataError(f"{path}, line {lineno}: needs non-empty string 'context' and 'continuation'")
+            items.append(Item(f"l{lineno - 1}", {"context": c.rstrip(" "), "word": w.strip()}))
+        return items
+    ds, err = (None, "not tried: --data-dir given") if data_dir else load_hub(*HUB)
+    if ds is None:
+        raise missing("lambada", data_dir, [REL], HUB[0], err,
+                      "copy lambada_openai.jsonl ({context, continuation} per line) into DIR/lambada/")
+    items = []
+    for i, r in enumerate(ds):
+        context, _, word = r["text"].rpartition(" ")
+        items.append(Item(f"l{i}", {"context": context, "word": word}))
+    return items
+
+
 @register("lambada")
 class Lambada(Eval):
     description = "LAMBADA (OpenAI) zero-shot last-word accuracy (greedy), the paper's story wrapper when prompted"
 
     def load(self, ctx: EvalContext) -> list[Item]:
-        path = find_local(ctx.data_dir, REL)
-        if path is not None:
-            items = []
-            for lineno, rec in read_jsonl(path):
-                c, w = rec.get("context"), rec.get("continuation")
-                if not isinstance(c, str) or not isinstance(w, str) or not c.strip() or not w.strip():
-                    raise DataError(f"{path}, line {lineno}: needs non-empty string 'context' and 'continuation'")
-                items.append(Item(f"l{lineno - 1}", {"context": c.rstrip(" "), "word": w.strip()}))
-            return items
-        ds, err = (None, "not tried: --data-dir given") if ctx.data_dir else load_hub(*HUB)
-        if ds is None:
-            raise missing("lambada", ctx.data_dir, [REL], HUB[0], err,
-                          "copy lambada_openai.jsonl ({context, continuation} per line) into DIR/lambada/")
-        items = []
-        for i, r in enumerate(ds):
-            context, _, word = r["text"].rpartition(" ")
-            items.append(Item(f"l{i}", {"context": context, "word": word}))
-        return items
+        return load_passages(ctx.data_dir)
 
     def requests(self, item: Item, ctx: EvalContext) -> list[ScoreRequest]:
         from hhhlab.prompts import lambada_wrapper

@@ -96,13 +96,19 @@ def settings_digest(cfg: SweepConfig) -> str:
     return hashlib.sha1(settings.encode()).hexdigest()[:10]
 
 
+def cell_dir(cfg: SweepConfig, cell: Cell) -> Path:
+    """A cell's training folder; its trained model is ``cell_dir(...) / "model"`` once it finished
+    (what `hhhlab.experiments.rerank` loads to sample and score with)."""
+    return Path(cfg.output) / "cells" / settings_digest(cfg) / cell.slug()
+
+
 def cell_config(cfg: SweepConfig, cell: Cell, data: PreparedDataset):
     """The `TrainConfig` of one cell: the sweep's hyper-parameters, the cell's model and data."""
     from hhhlab.train.config import TrainConfig
 
     return TrainConfig(
         model=cell.model, objective=cell.objective, train=str(data.train), eval=str(data.test),
-        output=str(Path(cfg.output) / "cells" / settings_digest(cfg) / cell.slug()), epochs=cfg.epochs, max_steps=cfg.max_steps,
+        output=str(cell_dir(cfg, cell)), epochs=cfg.epochs, max_steps=cfg.max_steps,
         checkpoint_every=cfg.checkpoint_every,
         batch_size=cfg.batch_size, lr=cfg.lr, max_length=cfg.max_length, dtype=cfg.dtype, lora=cfg.lora,
         seed=cfg.seed, progress=cfg.progress, record_run=False,

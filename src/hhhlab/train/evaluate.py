@@ -140,10 +140,20 @@ def rerank_accuracy(scores: Sequence[Sequence[float]], correct: Sequence[Sequenc
     return out
 
 
+LAMBADA_PUNCT = ".,;:!?\"'"
+
+
+def lambada_answer(completion: str) -> str:
+    """The word a Lambada sample answers with: its first word, surrounding punctuation stripped
+    (``""`` when it has none). What the re-ranking sweep scores and trains on."""
+    words = completion.strip().split()
+    return words[0].strip(LAMBADA_PUNCT) if words else ""
+
+
 def lambada_is_correct(completion: str, target: str) -> bool:
     """A Lambada sample is right when its first word is the target word (punctuation stripped)."""
-    words = completion.strip().split()
-    return bool(words) and words[0].strip(".,;:!?\"'") == target.strip()
+    answer = lambada_answer(completion)
+    return bool(answer) and answer == target.strip()
 
 
 def sample_and_rerank(engine, scorer, prompts: Sequence[str], is_correct: Callable[[int, str], bool], *,

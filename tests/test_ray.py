@@ -71,3 +71,67 @@ def test_unreachable_ray_address_is_a_clear_error():
         RayExecutor("127.0.0.1:9")
     with pytest.raises(HHHLabError, match="cannot reach the Ray cluster at 'ray://127.0.0.1:9'"):
         rp.make_executor("ray://127.0.0.1:9")
+
+
+class _FlakyRay:
+    """Stands in for the ``ray`` module: ``init`` fails ``fails`` times, then succeeds; nothing
+    real starts."""
+
+    def __init__(self, fails: int):
+        self.fails, self.inits, self.shutdowns = fails, [], 0
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+        if len(self.inits) <= self.fails:
+            raise RuntimeError("Failed to start the GCS server\nlong ray log ...")
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+def _fake_ray(monkeypatch, fails):
+    from hhhlab.experiments import executor
+
+    fake, sleeps = _FlakyRay(fails), []
+    monkeypatch.setattr(executor, "_ray", lambda: fake)
+    monkeypatch.setattr("time.sleep", sleeps.append)
+    return fake, sleeps
+
+
+def test_a_flaky_local_ray_start_is_retried_with_backoff(monkeypatch):
+    fake, sleeps = _fake_ray(monkeypatch, fails=1)
+    ex = RayExecutor("local", num_cpus=2)
+    assert len(fake.inits) == 2 and fake.inits[-1]["num_cpus"] == 2
+    assert fake.shutdowns == 1 and sleeps == [2.0] and ex._owns
+
+
+def test_a_local_ray_that_never_starts_is_a_bounded_clear_error(monkeypatch):
+    fake, sleeps = _fake_ray(monkeypatch, fails=99)
+    with pytest.raises(HHHLabError, match=r"cannot start a local Ray instance \(--ray local\) after 3 "
+                                          r"attempt\(s\): RuntimeError: Failed to start the GCS server$"):
+        RayExecutor("local", local_start_attempts=3, local_start_backoff_s=0.5)
+    assert len(fake.inits) == 3 and sleeps == [0.5, 1.0]
+
+
+def test_an_unreachable_address_is_not_retried(monkeypatch):
+    import time
+
+    fake, sleeps = _fake_ray(monkeypatch, fails=99)
+    t0 = time.monotonic()
+    with pytest.raises(HHHLabError, match="cannot reach the Ray cluster at '127.0.0.1:9'"):
+        RayExecutor("127.0.0.1:9")
+    assert time.monotonic() - t0 < 5.0 and fake.inits == [] and sleeps == []
+
+
+def test_a_remote_address_whose_connect_fails_is_reported_once(monkeypatch):
+    import socket
+
+    fake, sleeps = _fake_ray(monkeypatch, fails=99)
+    with socket.create_server(("127.0.0.1", 0)) as srv:  # reachable, but not a Ray head
+        address = f"127.0.0.1:{srv.getsockname()[1]}"
+        with pytest.raises(HHHLabError, match=f"cannot connect to the Ray cluster at '{address}': RuntimeError"):
+            RayExecutor(address)
+    assert [i["address"] for i in fake.inits] == [address] and sleeps == []

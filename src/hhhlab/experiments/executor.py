@@ -114,7 +114,7 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str = "local", *, max_retries: int = 2, num_cpus: int | None = None,
-                 connect_timeout_s: float = 30.0):
+                 connect_timeout_s: float = 30.0, local_start_attempts: int = 3, local_start_backoff_s: float = 2.0):
         ray = _ray()
         self.address, self.max_retries = address, max_retries
         self._owns = False
@@ -124,14 +124,13 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             try:
                 if local:
-                    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+                    _start_local_ray(ray, num_cpus, local_start_attempts, local_start_backoff_s)
                 else:
                     ray.init(address=address, log_to_driver=False)
             except HHHLabError:
                 raise
             except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError from ray
-                raise HHHLabError(f"cannot connect to the Ray cluster at {address!r}: {type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+                raise HHHLabError(f"cannot connect to the Ray cluster at {address!r}: {_first_line(exc)}") from None
             self._owns = True
 
     @staticmethod
@@ -178,6 +177,36 @@ class RayExecutor(Executor):
         if self._owns:
             _ray().shutdown()
             self._owns = False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _start_local_ray(ray: Any, num_cpus: int | None, attempts: int, backoff_s: float) -> None:
+    """Start a local Ray instance, retrying a failed start ``attempts - 1`` times with a doubling
+    wait (``backoff_s``, then twice that, ...).
+
+    Why: on a loaded machine the local instance's start (GCS, raylet, its ports and timeouts) now
+    and then fails once and then comes up; that is a flake of this machine, not a bad input. A
+    remote address is not retried here: its failure is the user's to fix and must be reported at
+    once (`_check_reachable`). Each failed start is shut down so the next one begins clean."""
+    import time
+
+    for attempt in range(1, max(attempts, 1) + 1):
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            return
+        except Exception as exc:  # noqa: BLE001 - Ray raises several kinds for a failed start
+            if attempt >= attempts:
+                raise HHHLabError(f"cannot start a local Ray instance (--ray local) after {attempt} attempt(s): "
+                                  f"{_first_line(exc)}") from None
+            try:
+                ray.shutdown()
+            except Exception:  # noqa: BLE001, S110 - a half-started instance may not shut down cleanly
+                pass
+            time.sleep(backoff_s * 2 ** (attempt - 1))
 
 
 def _call(fn: Callable[..., Any], args: tuple) -> Any:

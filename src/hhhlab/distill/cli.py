@@ -1,4 +1,6 @@
-"""``hhhlab distill``: context distillation (flags generated from `DistillConfig`).
+"""``hhhlab distill``: context distillation (flags generated from `DistillConfig`), and
+``hhhlab distill compare``: plain vs prompted vs distilled on the evals (flags from
+`CompareConfig`).
 
 Also ``python -m hhhlab.distill.cli`` for ``accelerate launch -m hhhlab.distill.cli --model ...``.
 """
@@ -13,27 +15,37 @@ import typer
 from rich.console import Console
 
 from hhhlab.configflags import build_config, config_flags
-from hhhlab.distill.config import DistillConfig
+from hhhlab.distill.config import CompareConfig, DistillConfig
 
-app = typer.Typer(no_args_is_help=True)
+HELP = "Context distillation: a model that behaves as if prompted, without the prompt."
+#: ``hhhlab distill [OPTIONS]`` runs a distillation; ``hhhlab distill compare`` measures one
+app = typer.Typer(no_args_is_help=True, invoke_without_command=True, help=HELP)
 console = Console()
 
 
-def _distill_command(**kwargs) -> None:
-    """Distil a prompt into a model: cache the prompted teacher's top-k, train the student on a KL."""
+def _yaml_values(yaml_path: Path | None) -> dict:
     import yaml
 
-    from hhhlab.distill.run import run_distill
     from hhhlab.errors import HHHLabError
 
+    if not yaml_path:
+        return {}
+    try:
+        return yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise HHHLabError(f"{yaml_path}: cannot read the YAML config ({exc})") from None
+
+
+def _distill_command(ctx: typer.Context, **kwargs) -> None:
+    """Distil a prompt into a model: cache the prompted teacher's top-k, train the student on a KL.
+
+    `hhhlab distill compare --help`: plain vs prompted vs distilled on the evals."""
+    from hhhlab.distill.run import run_distill
+
+    if ctx.invoked_subcommand is not None:
+        return
     yaml_path = kwargs.pop("config")
-    base: dict = {}
-    if yaml_path:
-        try:
-            base = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise HHHLabError(f"{yaml_path}: cannot read the YAML config ({exc})") from None
-    cfg = build_config(DistillConfig, base, kwargs, where=str(yaml_path or "command line"))
+    cfg = build_config(DistillConfig, _yaml_values(yaml_path), kwargs, where=str(yaml_path or "command line"))
     doc = run_distill(cfg)
     from accelerate import PartialState
 
@@ -56,18 +68,91 @@ def _distill_command(**kwargs) -> None:
                   f"{Path(cfg.output) / 'results.json'}")
 
 
+def _compare_command(**kwargs) -> None:
+    """Plain vs prompted vs distilled on the same seeded eval items, per model of a ladder: every
+    metric with CIs, the fraction of the prompt's gain the student keeps (paired bootstrap), and
+    the context cost (tokens and seconds per item)."""
+    from hhhlab.distill.measure import compare_conditions, suite_config
+    from hhhlab.errors import HHHLabError
+    from hhhlab.evals.base import check_options
+    from hhhlab.store import ResultsStore, atomic_write_json
+
+    yaml_path = kwargs.pop("config")
+    cfg = build_config(CompareConfig, _yaml_values(yaml_path), kwargs, where=str(yaml_path or "command line"))
+    suite = suite_config(cfg)  # bad models, evals or a one-checkpoint ladder: refused before any run exists
+    check_options(suite.evals, {})
+    store = ResultsStore()
+    identity = {**suite.identity(), "n_boot": cfg.n_boot}
+    run = None
+    if cfg.resume:
+        for rec in reversed(store.runs(kind="distill_compare")):
+            if (rec.get("config") or {}).get("identity") == identity:
+                run = store.create_run("distill_compare", rec["config"], run_id=rec["run_id"])
+                console.print(f"resuming run {run.run_id} ({len(run.items())} items stored)")
+                break
+        else:
+            console.print("[yellow]note:[/] no earlier compare run with these settings; starting a new one")
+    if run is None:
+        run = store.create_run("distill_compare", {**cfg.model_dump(), "identity": identity}, name=cfg.evals)
+    try:
+        doc = compare_conditions(cfg, run=run, log=run.log)
+    except BaseException as exc:
+        run.finish({"error": f"{type(exc).__name__}: {exc}", "items_stored": len(run.items())}, status="failed")
+        if isinstance(exc, HHHLabError):
+            raise HHHLabError(f"{exc} (finished items are kept in run {run.run_id}; rerun with --resume)") from exc
+        raise
+    doc["payload"]["run_id"] = run.run_id
+    run.finish(doc)
+    atomic_write_json(cfg.output, doc)
+    _print_compare(doc)
+    console.print(f"wrote {cfg.output} (run {run.run_id})")
+
+
+def _print_compare(doc: dict) -> None:
+    from rich.table import Table
+
+    def ci(e: dict | None) -> str:
+        if not e or e.get("value") is None:
+            return "n/a"
+        return f"{e['value']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]" if e.get("lo") is not None else f"{e['value']:.3f}"
+
+    table = Table(title="plain vs prompted vs distilled (95% CIs; fraction kept: paired bootstrap)")
+    for col in ("model", "eval", "metric", "plain", "prompt", "distilled", "fraction kept"):
+        table.add_column(col)
+    for entry in doc["payload"]["ladder"]:
+        for ev, by_metric in entry["metrics"].items():
+            for metric, by in by_metric.items():
+                frac = entry["fraction_of_gain_kept"].get(ev, {}).get(metric)
+                table.add_row(entry["model"], ev, metric, *(ci(by.get(c)) for c in ("plain", "prompt", "distilled")),
+                              ci(frac))
+    console.print(table)
+    for entry in doc["payload"]["ladder"]:
+        for ev, cost in entry["context_cost"].items():
+            tok = cost.get("context_tokens_per_item", {})
+            sec = cost.get("seconds_per_item", {})
+            console.print(f"{entry['model']} {ev}: context tokens/item " + ", ".join(
+                f"{c} {tok[c]['value']:.0f}" for c in tok) + "; s/item " + ", ".join(
+                f"{c} {v:.3f}" for c, v in sec.items() if v is not None))
+
+
+def _config_flag() -> inspect.Parameter:
+    return inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045
+                             default=typer.Option(None, "--config", help="YAML file of options (flags override it)"))
+
+
 _distill_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045
-                       default=typer.Option(None, "--config", help="YAML file of options (flags override it)"))]
-    + config_flags(DistillConfig))
-app.command("distill")(_distill_command)
+    [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context), _config_flag(),
+     *config_flags(DistillConfig)])
+_compare_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [_config_flag(), *config_flags(CompareConfig)])
+app.callback()(_distill_command)
+app.command("compare")(_compare_command)
 
 
 def register(root: typer.Typer) -> None:
-    """Add ``hhhlab distill`` to the root app."""
-    root.command("distill", help="Context distillation: a model that behaves as if prompted, without the prompt.")(
-        _distill_command)
+    """Add ``hhhlab distill`` (and ``hhhlab distill compare``) to the root app."""
+    root.add_typer(app, name="distill", help=HELP)
 
 
-if __name__ == "__main__":  # `accelerate launch -m hhhlab.distill.cli distill ...`
+if __name__ == "__main__":  # `accelerate launch -m hhhlab.distill.cli --model ...`
     app()

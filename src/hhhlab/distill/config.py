@@ -48,3 +48,30 @@ class DistillConfig(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda")
     seed: int = 0
     progress: bool = True
+
+
+class CompareConfig(BaseModel):
+    """``hhhlab distill compare``: plain vs prompted vs distilled on the same seeded eval items."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
+
+    model: str = Field("smollm2-135m", description="model spec(s), comma-separated; ladder rungs as "
+                       "smollm2-135m,@L4,@L8 (each compared with its own distilled student)")
+    distilled: str = Field(..., description="the distilled checkpoint: a directory, or a template with {model} "
+                           "(e.g. ckpts/{model}-student; required when several models are compared)")
+    evals: str = Field("hhh_alignment,truthfulqa_mc1,lambada", description="evals, comma-separated")
+    limit: int | None = Field(None, ge=1, description="a seeded random subset of this many items per eval, "
+                              "the same items under every condition (default: all)")
+    data_dir: str | None = Field(None, description="eval data laid out like shared/data (default: hub / cache)")
+    prompt: str = Field("hhh", description="hhh (the built-in HHH prompt, the one `hhhlab distill` uses) or a "
+                        "prompt file")
+    output: str = Field(..., description="the results document (JSON, kind distill_compare)")
+    batch_size: int = Field(16, ge=1, description="eval requests per engine batch")
+    n_boot: int = Field(2000, ge=10, description="paired bootstrap resamples for the fraction of gain kept")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="eval precision (auto: bfloat16 where the device computes it natively, else float32)")
+    device: str = Field("auto", description="auto, cpu, cuda")
+    resume: bool = Field(False, description="continue the latest compare run with the same settings, skipping "
+                         "the items it finished")
+    seed: int = 0
+    progress: bool = True

@@ -68,16 +68,56 @@ def load_yaml(path: Path) -> dict:
     return {str(k).replace("-", "_"): v for k, v in loaded.items()}
 
 
-def _signature() -> inspect.Signature:
-    """``hhhlab sweep objectives``'s flags: one per `SweepConfig` field (the single source of flags,
-    YAML keys and defaults, as `TrainConfig` is for ``pm train``), plus ``--config FILE``."""
+def _rerank(**flags) -> None:
+    """Re-rank N samples per Lambada passage by PM score and by IL mean log-prob, per model of a
+    ladder: acc@k with the oracle and no-ranking lines (the paper's Figs 11-13), results.json."""
+    from hhhlab.configflags import build_config
+    from hhhlab.experiments.rerank import SERIES, RerankConfig, run_rerank
+
+    yaml_path = flags.pop("config", None)
+    base = load_yaml(yaml_path) if yaml_path else {}
+    cfg = build_config(RerankConfig, base, flags, where=f"rerank settings ({yaml_path or 'command line'})")
+
+    def on_model(model, record, cached):
+        state = "cached" if cached else "done"
+        top = record["acc_at_k"][str(record["ks"][-1])]
+        console.print(f"[dim]{state}[/] {model}: acc@{record['ks'][-1]} PM {top['pm']['value']:.3f}, "
+                      f"IL {top['il']['value']:.3f}, oracle {top['oracle']['value']:.3f}, "
+                      f"average {top['average']['value']:.3f}")
+
+    doc = run_rerank(cfg, on_model=on_model)
+    table = Table(title="Lambada re-ranking: top-1 accuracy of k samples (95% CI)")
+    for col in ("model", "k", *(SERIES[s] for s in ("pm", "il", "oracle", "average"))):
+        table.add_column(col)
+    for r in doc["payload"]["models"]:
+        for k in r["ks"]:
+            per = r["acc_at_k"][str(k)]
+            table.add_row(r["model"], str(k), *(f"{per[s]['value']:.3f} [{per[s]['lo']:.3f}, {per[s]['hi']:.3f}]"
+                                                 for s in ("pm", "il", "oracle", "average")))
+        g = r["greedy"]["il_greedy"]
+        table.add_row(r["model"], "T=0", f"IL greedy {g['value']:.3f} [{g['lo']:.3f}, {g['hi']:.3f}]", "", "", "")
+    console.print(table)
+    console.print(f"results: {Path(cfg.output) / 'results.json'} (hhhlab report --runs {cfg.output})")
+
+
+def _signature(config_cls) -> inspect.Signature:
+    """A sweep command's flags: one per field of its config (the single source of flags, YAML
+    keys and defaults, as `TrainConfig` is for ``pm train``), plus ``--config FILE``."""
     from hhhlab.configflags import config_flags
-    from hhhlab.experiments.sweep import SweepConfig
 
     config = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045 (typer reads the object)
                                default=typer.Option(None, "--config", help="YAML file of settings (flags override it)"))
-    return inspect.Signature([config, *config_flags(SweepConfig)])
+    return inspect.Signature([config, *config_flags(config_cls)])
 
 
-_objectives.__signature__ = _signature()  # type: ignore[attr-defined]
-app.command("objectives")(_objectives)
+def _register() -> None:
+    from hhhlab.experiments.rerank import RerankConfig
+    from hhhlab.experiments.sweep import SweepConfig
+
+    _objectives.__signature__ = _signature(SweepConfig)  # type: ignore[attr-defined]
+    app.command("objectives")(_objectives)
+    _rerank.__signature__ = _signature(RerankConfig)  # type: ignore[attr-defined]
+    app.command("rerank")(_rerank)
+
+
+_register()

@@ -37,6 +37,8 @@ PAPER_FIGURES = (
     ("3", "PM − IL accuracy gain (ranked vs binary)", "pm_vs_il"),
     ("14", "HellaSwag / Learn to Summarize: PM vs IL", "pm_vs_il"),
     ("15", "ETHICS: PM vs IL", "pm_vs_il"),
+    ("11", "Re-ranking top-1 accuracy vs number of samples (drawn on Lambada; the paper's is code)", "rerank"),
+    ("13", "Lambada correctness with k samples: oracle, no ranking, IL, PM, IL at T=0", "rerank"),
     ("17", "Fine-tuning curves with and without PMP", "pmp"),
     ("33", "Synthetic ranked vs binary PMP", "pmp"),
     ("9", "Elo from human preferences", "elo"),

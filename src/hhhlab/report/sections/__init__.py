@@ -13,8 +13,9 @@ from hhhlab.report.sections.elo import EloSection
 from hhhlab.report.sections.evals import EvalsSection
 from hhhlab.report.sections.pm_vs_il import PmVsIlSection
 from hhhlab.report.sections.pmp import PmpSection
+from hhhlab.report.sections.rerank import RerankSection
 
-SECTIONS: tuple[Section, ...] = (SanitySection(), EvalsSection(), PmVsIlSection(), DistillSection(), PmpSection(),
-                                 EloSection())
+SECTIONS: tuple[Section, ...] = (SanitySection(), EvalsSection(), PmVsIlSection(), RerankSection(), DistillSection(),
+                                 PmpSection(), EloSection())
 
 __all__ = ["SECTIONS", "Section"]

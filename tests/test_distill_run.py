@@ -82,3 +82,64 @@ def test_a_cache_from_another_prompt_or_corpus_is_never_reused(files):
     doc = run_distill(_cfg(files, cache=cache, heldout_tokens=0, tokens=256, output=str(files / "out4"),
                            model=TINY.replace("layers=2", "layers=1"), teacher=TINY))
     assert doc["payload"]["teacher_cache"]["shards_computed"] == 0
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_lora_distillation_trains_only_adapters_saves_a_merged_checkpoint_and_resumes(files, monkeypatch):
+    """LoRA: the optimizer sees adapter weights only, so the merged result differs from the start
+    in the adapted linear layers alone; OUTPUT is an ordinary checkpoint; a run killed after a
+    checkpoint resumes to the same weights as one that was not."""
+    import torch
+
+    from hhhlab.models.load import load_model
+    from hhhlab.train import trainer
+
+    cfg = {"lora": True, "lora_r": 4, "lr": 1e-3, "heldout_tokens": 256, "checkpoint_every": 4, "tokens": 1024,
+           "cache": str(files / "cache")}
+    trained: list[dict[str, tuple]] = []
+    real_optimizer = trainer.make_optimizer
+
+    def spy(tcfg, pm):
+        trained.append({n: tuple(p.shape) for n, p in pm.named_parameters() if p.requires_grad})
+        return real_optimizer(tcfg, pm)
+
+    monkeypatch.setattr(trainer, "make_optimizer", spy)
+    doc = run_distill(_cfg(files, **cfg, output=str(files / "lora")))
+    assert trained and trained[0] and all("lora_" in n for n in trained[0])
+    assert {shape[0] for n, shape in trained[0].items() if "lora_A" in n} == {4}  # --lora-r reaches peft
+    assert doc["payload"]["training"]["step"] == 8
+    est = read_results(files / "lora" / "results.json", kind="distill").estimates
+    assert est["heldout_kl_student"].value < est["heldout_kl_plain"].value  # the adapters learnt something
+
+    start = load_model(TINY, dtype="float32", device="cpu").model.state_dict()
+    got = load_model(str(files / "lora"), dtype="float32", device="cpu").model.state_dict()
+    assert set(got) == set(start)  # plain weights: no lora_ or base_layer keys left
+    changed = {k for k in start if not torch.equal(start[k], got[k])}
+    assert changed and all(k.endswith("proj.weight") for k in changed)  # linear layers only
+    assert not any("embed" in k or "norm" in k for k in changed)
+
+    # killed after the step-4 checkpoint, then resumed: the same merged weights
+    real_train = trainer.train
+
+    def killed(*a, **kw):
+        real_train(*a, **kw, stop_after=5)
+        raise _Killed
+
+    monkeypatch.setattr(trainer, "train", killed)
+    with pytest.raises(_Killed):
+        run_distill(_cfg(files, **cfg, output=str(files / "lora2")))
+    assert (files / "lora2" / "checkpoints" / "ckpt-00000004").exists()
+    assert not (files / "lora2" / "results.json").exists()
+    monkeypatch.setattr(trainer, "train", real_train)
+    restored: list[str] = []
+    real_load = trainer.load_checkpoint
+    monkeypatch.setattr(trainer, "load_checkpoint", lambda path, *a: restored.append(path.name) or real_load(path, *a))
+    again = run_distill(_cfg(files, **cfg, output=str(files / "lora2")))
+    assert restored == ["ckpt-00000004"]  # resumed from the checkpoint, not from the start
+    assert again["payload"]["training"]["step"] == 8
+    resumed = load_model(str(files / "lora2"), dtype="float32", device="cpu").model.state_dict()
+    for k in got:
+        torch.testing.assert_close(resumed[k], got[k], rtol=0, atol=1e-6, msg=k)

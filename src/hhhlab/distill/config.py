@@ -42,7 +42,10 @@ class DistillConfig(BaseModel):
                                      "do (False: after the BOS token)")
     heldout_tokens: int = Field(0, ge=0, description="held-out corpus tokens for KL(teacher ‖ plain) vs "
                                 "KL(teacher ‖ student) after training (0: skip)")
-    lora: bool = Field(False, description="train LoRA adapters instead of all weights (merged on save)")
+    lora: bool = Field(False, description="train LoRA adapters (every linear layer) instead of all weights; "
+                       "OUTPUT holds the merged, ordinary weights")
+    lora_r: int = Field(16, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scale numerator (the update is scaled by alpha / r)")
     checkpoint_every: int = Field(50, ge=1, description="save a resumable checkpoint every N steps")
     dtype: Literal["float32", "bfloat16", "auto"] = Field("float32", description="training precision")
     device: str = Field("auto", description="auto, cpu, cuda")

@@ -135,7 +135,8 @@ def _train_config(plan: Plan, steps: int, train_ref: str):
         train=train_ref, output=c.output, max_steps=steps, batch_size=c.batch_size, grad_accum=c.grad_accum,
         lr=c.lr, schedule=c.schedule, warmup_steps=c.warmup_steps, dtype=c.dtype, device=c.device,
         max_length=c.context_length + len(plan.student_prefix) + 1, length_grouped=False, lora=c.lora,
-        checkpoint_every=c.checkpoint_every, seed=c.seed, progress=c.progress, record_run=False, log_every=1)
+        lora_r=c.lora_r, lora_alpha=c.lora_alpha, checkpoint_every=c.checkpoint_every, seed=c.seed,
+        progress=c.progress, record_run=False, log_every=1)
 
 
 def train_student(plan: Plan):

@@ -171,8 +171,9 @@ def _cached_samples(path: Path, engine, cfg: RerankConfig, passages: list[Passag
     ids = [p.id for p in passages]
     if path.exists():
         data = read_json(path)
-        if isinstance(data, dict) and data.get("passages") == ids and len(data.get("samples", [[]])[0]) == n:
-            return data["samples"]
+        cached = data.get("samples") if isinstance(data, dict) and data.get("passages") == ids else None
+        if isinstance(cached, list) and len(cached) == len(ids) and all(len(s) == n for s in cached):
+            return cached
     samples = _sample(engine, cfg, passages, n, cfg.temperature)
     atomic_write_json(path, {"passages": ids, "samples": samples})
     return samples

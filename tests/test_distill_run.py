@@ -143,3 +143,31 @@ def test_lora_distillation_trains_only_adapters_saves_a_merged_checkpoint_and_re
     resumed = load_model(str(files / "lora2"), dtype="float32", device="cpu").model.state_dict()
     for k in got:
         torch.testing.assert_close(resumed[k], got[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_pm_train_knows_the_distillation_objectives_and_names_hhhlab_distill_for_the_cache(files, monkeypatch):
+    """Both objectives are registered (`PLUGIN_MODULES`), under `hhhlab distill`'s names too;
+    ``distillation`` needs a teacher cache, which only `hhhlab distill` builds, so `pm train`
+    refuses it before loading a model and says what to run; ``prompt_finetune`` (LM on text) runs."""
+    from typer.testing import CliRunner
+
+    from hhhlab.cli import app
+    from hhhlab.train import trainer
+    from hhhlab.train.objectives import get_objective, objective_names
+    from hhhlab.train.objectives.distill import Distillation, PromptFinetune
+
+    assert {"distillation", "prompt_finetune"} <= set(objective_names())
+    assert get_objective("distill") is Distillation and get_objective("prompt-finetune") is PromptFinetune
+    args = ["pm", "train", "--model", TINY, "--train", str(files / "c.jsonl"), "--max-steps", "2",
+            "--batch-size", "4", "--device", "cpu", "--no-progress"]
+    real_build = trainer.build_model
+    monkeypatch.setattr(trainer, "build_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    for name in ("distillation", "distill"):
+        res = CliRunner().invoke(app, [*args, "--objective", name, "--output", str(files / "pm-distill")])
+        assert res.exit_code != 0 and "hhhlab distill --model" in str(res.exception), res.output
+    monkeypatch.setattr(trainer, "build_model", real_build)
+    res = CliRunner().invoke(app, [*args, "--objective", "prompt-finetune", "--output", str(files / "pm-ft")])
+    assert res.exit_code == 0, res.output
+    from hhhlab.store import read_json
+
+    assert read_json(files / "pm-ft" / "metrics.json")["payload"]["objective"] == "prompt_finetune"

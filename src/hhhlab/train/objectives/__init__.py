@@ -1,7 +1,9 @@
 """Training objectives as plug-ins: a registry of `Objective` classes by name.
 
 Built in: ``imitation`` (IL), ``preference`` (PM, λ·L_PM + μ·L_LM), ``classifier``,
-``language_model`` (plain texts). Add one with::
+``language_model`` (plain texts); imported on first look-up (`PLUGIN_MODULES`): ``distillation``
+(context distillation over a teacher cache, run by `hhhlab distill`) and ``prompt_finetune``
+(LM on the prompt's text). Add one with::
 
     from hhhlab.train.objectives import Objective, register
 
@@ -22,10 +24,12 @@ import importlib
 from hhhlab.train.objectives.base import LossTerm, Objective
 
 OBJECTIVES: dict[str, type[Objective]] = {}
-ALIASES = {"ranked": "preference", "pm": "preference", "il": "imitation", "lm": "language_model"}
-#: objective modules outside this package, imported on first look-up when present (other areas
-#: of the lab add theirs here)
-PLUGIN_MODULES: tuple[str, ...] = ()
+ALIASES = {"ranked": "preference", "pm": "preference", "il": "imitation", "lm": "language_model",
+           "distill": "distillation", "prompt-finetune": "prompt_finetune"}  # `hhhlab distill --objective`'s names
+#: objective modules imported on first look-up (not at package import: they build on the ones
+#: above and on other areas of the lab). ``distill``: context distillation (``distillation``,
+#: which trains on a teacher cache and so runs from `hhhlab distill`, and ``prompt_finetune``).
+PLUGIN_MODULES: tuple[str, ...] = ("hhhlab.train.objectives.distill",)
 
 
 def register(cls: type[Objective]) -> type[Objective]:

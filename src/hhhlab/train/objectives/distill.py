@@ -71,7 +71,10 @@ class Distillation(LanguageModel):
 
     def validate(self) -> None:
         if self.cache is None:
-            raise HHHLabError("the distillation objective reads a teacher cache: run it with `hhhlab distill`")
+            raise HHHLabError(
+                f"objective {self.name!r} trains on a cache of the prompted teacher's top-k log-probs, which "
+                "`hhhlab pm train` does not build: run `hhhlab distill --model M --prompt hhh --tokens N --output "
+                "DIR` (it caches the teacher, then trains through this same loop; see docs/distillation.md)")
 
     def collate(self, items: Sequence[EncodedGroup], model) -> DistillBatch:
         assert self.cache is not None

@@ -190,7 +190,7 @@ def parse_options(name: str, cls: type[EvalOptions], values: dict[str, Any]) -> 
         return cls(**values)
     except ValidationError as exc:
         known = ", ".join(cls.model_fields) or "none"
-        raise HHHLabError(f"{name}: invalid option(s): {describe_validation_error(exc, 'option', with_input=True)} "
+        raise HHHLabError(f"{name}: invalid option(s): {describe_validation_error(exc, 'option', show_input='inline')} "
                           f"(options of {name}: {known})") from None
 
 

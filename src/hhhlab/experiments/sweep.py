@@ -115,11 +115,6 @@ def cell_config(cfg: SweepConfig, cell: Cell, data: PreparedDataset):
     )
 
 
-def invalid(exc: ValidationError, where: str) -> HHHLabError:
-    """A pydantic error as one line naming each bad field (the CLI prints it without a traceback)."""
-    return HHHLabError(f"invalid {where}: {describe_validation_error(exc, 'config')}")
-
-
 def check_grid(cfg: SweepConfig) -> tuple[list[str], list[str]]:
     """The sweep's models and objectives (duplicates dropped), every cell's training settings
     validated before anything is built or trained: bad input fails at once, not at cell 7."""
@@ -135,7 +130,8 @@ def check_grid(cfg: SweepConfig) -> tuple[list[str], list[str]]:
             try:
                 cell_config(cfg, Cell(m, o, "probe"), probe)
             except ValidationError as exc:
-                raise invalid(exc, f"sweep settings for the {o} cell of {m}") from None
+                raise HHHLabError(f"invalid sweep settings for the {o} cell of {m}: "
+                                  f"{describe_validation_error(exc, 'config')}") from None
     return models, objectives
 
 

@@ -19,7 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hhhlab.errors import DataError
+from hhhlab.configflags import comma_floats
+from hhhlab.errors import DataError, describe_validation_error
 
 BASE_LR = 3e-3
 """SmolLM2-135M's peak pre-training learning rate: the base of the paper's relative rates."""
@@ -67,15 +68,7 @@ class PMPConfig(BaseModel):
 
     _split = field_validator("sources", "eval", mode="before")(lambda cls, v: _split_list(v))
 
-    @field_validator("weights", mode="before")
-    @classmethod
-    def _weights(cls, v):
-        if isinstance(v, str):
-            try:
-                return [float(x) for x in v.split(",") if x.strip()]
-            except ValueError:
-                raise ValueError(f"expected comma-separated numbers, not {v!r}") from None
-        return v
+    _weights = field_validator("weights", mode="before")(lambda cls, v: comma_floats(v))
 
     @model_validator(mode="after")
     def _check(self) -> PMPConfig:
@@ -167,5 +160,5 @@ def load(cls, yaml_path=None, **overrides):
     try:
         return cls(**values)
     except ValidationError as exc:
-        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-        raise DataError(f"invalid {cls.__name__} ({yaml_path or 'command line'}): {reasons}") from None
+        raise DataError(f"invalid {cls.__name__} ({yaml_path or 'command line'}): "
+                        f"{describe_validation_error(exc, 'config')}") from None

@@ -8,45 +8,24 @@ from __future__ import annotations
 
 import inspect
 import json
-import typing
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 
+from hhhlab.configflags import config_flags
 from hhhlab.train.config import TrainConfig, load_config
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
 
 
-def _option_type(annotation):
-    """The flag type typer understands for a field's annotation (Literal -> str, X | None -> X)."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) is Literal:
-        return str
-    if args and typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return _option_type(args[0])
-    return annotation
-
-
 def _config_flags() -> list[inspect.Parameter]:
-    params = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045 (typer reads the object)
-                                default=typer.Option(None, "--config", help="YAML file of options (flags override it)"))]
-    for name, field in TrainConfig.model_fields.items():
-        typ = _option_type(field.annotation)
-        if typing.get_origin(typ) is list:  # a list of numbers: one comma-separated flag (the field splits it)
-            typ = str
-        flag = "--" + name.replace("_", "-")
-        decls = [f"{flag}/--no-{name.replace('_', '-')}"] if typ is bool else [flag]
-        choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else ()
-        default = "required" if field.is_required() else f"default: {field.default}"
-        help_text = " ".join(x for x in [field.description or "", f"(one of: {', '.join(choices)})" if choices else "",
-                                          f"({default})"] if x)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[typ],  # noqa: UP045
-                                        default=typer.Option(None, *decls, help=help_text, show_default=False)))
-    return params
+    """``--config FILE`` plus one flag per `TrainConfig` field (`hhhlab.configflags`), lists comma-separated."""
+    config = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045 (typer reads the object)
+                               default=typer.Option(None, "--config", help="YAML file of options (flags override it)"))
+    return [config, *config_flags(TrainConfig, comma_lists=True)]
 
 
 def _train_command(**kwargs) -> None:

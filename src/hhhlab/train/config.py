@@ -12,6 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hhhlab.configflags import comma_floats
 from hhhlab.errors import DataError, describe_validation_error
 from hhhlab.train.objectives import ALIASES as OBJECTIVE_ALIASES
 from hhhlab.train.objectives import canonical_name, get_objective, objective_names
@@ -57,6 +58,8 @@ class TrainConfig(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1 (ignored under accelerate launch)")
     max_length: int = Field(1024, ge=8, description="window per sequence; contexts are cut from the left")
     length_grouped: bool = Field(True, description="batch groups of similar length together (less padding)")
+    pack: bool = Field(True, description="pack a batch's short tree rows into shared rows (each its own attention "
+                       "block: the same result per token, less padding)")
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower")
     lora: bool = Field(False, description="train LoRA adapters (peft) and the head instead of all weights")
     lora_r: int = Field(16, ge=1)
@@ -86,15 +89,7 @@ class TrainConfig(BaseModel):
     def _files(cls, v):
         return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
 
-    @field_validator("train_weights", mode="before")
-    @classmethod
-    def _weights(cls, v):
-        if isinstance(v, str):
-            try:
-                return [float(x) for x in v.split(",") if x.strip()]
-            except ValueError:
-                raise ValueError(f"expected comma-separated numbers, not {v!r}") from None
-        return [float(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in v] if isinstance(v, list) else v
+    _weights = field_validator("train_weights", mode="before")(lambda cls, v: comma_floats(v))
 
     @model_validator(mode="after")
     def _sources_agree(self) -> TrainConfig:
@@ -123,7 +118,7 @@ class TrainConfig(BaseModel):
 
     #: fields added after checkpoints were first written: a checkpoint without them was
     #: written with their defaults
-    LATER_KEYS: ClassVar[tuple[str, ...]] = ("pm_weight", "source", "train_weights", "shuffle_buffer", "init")
+    LATER_KEYS: ClassVar[tuple[str, ...]] = ("pm_weight", "source", "train_weights", "shuffle_buffer", "init", "pack")
 
     def training_key(self) -> dict:
         """The fields a checkpoint must agree with to be resumed (not the run length or logging)."""

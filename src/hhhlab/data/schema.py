@@ -63,6 +63,14 @@ for BPE tokenizers; pass other prefixes to `binarize` to try alternatives."""
 BAD_PREFIX = "BAD: "
 
 
+def is_empty_reply(text: str) -> bool:
+    """The one rule for empty replies (docs/data.md): a response of nothing but white space is
+    not data. It has no tokens to imitate (IL) or score as a continuation (the engine), and a PM
+    would score the bare context, so every consumer would need its own special case; the schema
+    refuses such a group, and code that encodes responses without the schema asks this."""
+    return not text.strip()
+
+
 class PreferenceGroup(BaseModel):
     """One context, >= 2 responses, one score per response (higher = better)."""
 
@@ -79,12 +87,9 @@ class PreferenceGroup(BaseModel):
     @field_validator("responses")
     @classmethod
     def _responses_have_text(cls, responses: list[str]) -> list[str]:
-        # The one rule for empty replies (docs/data.md): a response with no text is not data.
-        # It has no tokens to imitate (IL) or score as a continuation (the engine), and a PM
-        # would score the bare context, so every consumer would need its own special case; a
-        # builder rejects the record instead, with this reason in its rejects file.
+        # A builder rejects a record with an empty reply, with this reason in its rejects file.
         for i, r in enumerate(responses):
-            if not r.strip():
+            if is_empty_reply(r):
                 raise ValueError(f"response {i} is empty (whitespace only); an empty reply is rejected, "
                                  "see docs/data.md")
         return responses

@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from hhhlab.data.schema import is_empty_reply
 from hhhlab.models.attention import tree_attention_mask
 from hhhlab.models.tokenize import encode_continuations, prefix_token_id
 
@@ -82,8 +83,8 @@ def encode_group(
     """Tokenise one group and fit every ``context + response + EOC`` into ``max_length`` tokens
     by dropping context tokens from the left. Raises ResponseTooLong when a response alone
     (plus one context token and the EOC) exceeds the window, ValueError for an empty response."""
-    for i, r in enumerate(responses):
-        if not r.strip():
+    for i, r in enumerate(responses):  # the schema's rule; scoring-API callers bypass the schema
+        if is_empty_reply(r):
             raise ValueError(f"response {i} of group {group_id or index} is empty")
     ctx, resp = encode_continuations(tokenizer, context, responses)
     longest = max(len(r) for r in resp)

@@ -10,20 +10,28 @@ loses at most one chunk.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Annotated
 
 from pydantic import Field
 
 from hhhlab.evals.base import EvalContext, EvalOptions, Item
 from hhhlab.models.engine import GenerationConfig
 
+# The sampling options' types and ranges, declared once: an eval that sets its paper's defaults
+# re-annotates a field with these (``samples: Samples = 25``) and keeps the checks.
+Samples = Annotated[int, Field(ge=1, description="samples per prompt (per problem, for the code evals)")]
+MaxNewTokens = Annotated[int, Field(ge=1, description="tokens per sample at most")]
+Temperature = Annotated[float, Field(ge=0, description="sampling temperature (0: greedy)")]
+TopP = Annotated[float, Field(gt=0, le=1, description="nucleus sampling mass")]
+
 
 class SamplingOptions(EvalOptions):
     """The options every sampling eval has; each eval's subclass sets the paper's defaults."""
 
-    samples: int = Field(1, ge=1, description="samples per prompt")
-    max_new_tokens: int = Field(1, ge=1, description="tokens per sample at most")
-    temperature: float = Field(1.0, ge=0, description="sampling temperature (0: greedy)")
-    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
+    samples: Samples = 1
+    max_new_tokens: MaxNewTokens = 1
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
 
 
 def sample_chunks(

@@ -33,7 +33,14 @@ from typing import Any, cast
 from pydantic import Field
 
 from hhhlab.errors import DataError
-from hhhlab.evals._sampling import SamplingOptions, sample_chunks
+from hhhlab.evals._sampling import (
+    MaxNewTokens,
+    Samples,
+    SamplingOptions,
+    Temperature,
+    TopP,
+    sample_chunks,
+)
 from hhhlab.evals.base import Eval, EvalContext, Item
 from hhhlab.models.engine import GenerationConfig
 from hhhlab.stats import pass_at_k
@@ -74,10 +81,10 @@ def check_program(prompt: str, completion: str, tests: str) -> str:
 
 
 class CodeOptions(SamplingOptions):
-    samples: int = Field(DEFAULTS["samples"], ge=1, description="completions per problem")
-    max_new_tokens: int = Field(DEFAULTS["max_new_tokens"], ge=1, description="tokens per completion at most")
-    temperature: float = Field(DEFAULTS["temperature"], ge=0, description="sampling temperature")
-    top_p: float = Field(DEFAULTS["top_p"], gt=0, le=1, description="nucleus sampling mass")
+    samples: Samples = DEFAULTS["samples"]
+    max_new_tokens: MaxNewTokens = DEFAULTS["max_new_tokens"]
+    temperature: Temperature = DEFAULTS["temperature"]
+    top_p: TopP = DEFAULTS["top_p"]
     timeout_s: float = Field(DEFAULTS["timeout_s"], gt=0, description="sandbox wall-clock limit per program")
     memory_mb: int = Field(DEFAULTS["memory_mb"], ge=1, description="sandbox memory limit per program")
     workers: int = Field(DEFAULTS["workers"], ge=1, description="sandboxed programs run at once")

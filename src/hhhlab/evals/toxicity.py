@@ -50,7 +50,14 @@ import numpy as np
 from pydantic import Field
 
 from hhhlab.errors import DataError, HHHLabError
-from hhhlab.evals._sampling import SamplingOptions, sample_chunks
+from hhhlab.evals._sampling import (
+    MaxNewTokens,
+    Samples,
+    SamplingOptions,
+    Temperature,
+    TopP,
+    sample_chunks,
+)
 from hhhlab.evals.base import Eval, EvalContext, Item, register
 from hhhlab.evals.sources import find_local, load_hub, missing
 from hhhlab.models.engine import GenerationConfig
@@ -113,10 +120,10 @@ def stratified(records: Sequence[tuple[str, str, float | None]], n: int, seed: i
 
 
 class ToxicityOptions(SamplingOptions):
-    samples: int = Field(DEFAULTS["samples"], ge=1, description="samples per prompt")
-    max_new_tokens: int = Field(DEFAULTS["max_new_tokens"], ge=1, description="tokens per sample at most")
-    temperature: float = Field(DEFAULTS["temperature"], ge=0, description="sampling temperature")
-    top_p: float = Field(DEFAULTS["top_p"], gt=0, le=1, description="nucleus sampling mass")
+    samples: Samples = DEFAULTS["samples"]
+    max_new_tokens: MaxNewTokens = DEFAULTS["max_new_tokens"]
+    temperature: Temperature = DEFAULTS["temperature"]
+    top_p: TopP = DEFAULTS["top_p"]
     prompts: int = Field(DEFAULTS["prompts"], ge=1, description="prompts drawn from the full RTP file (stratified)")
     classifier: str = Field(DEFAULTS["classifier"], min_length=1, description="toxicity classifier spec")
 

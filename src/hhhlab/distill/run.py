@@ -169,17 +169,17 @@ def train_student(plan: Plan):
 
 
 @torch.inference_mode()
-def heldout_kl(model, cache: TeacherCache, context: list[int], *, batch_size: int = 8) -> np.ndarray:
+def heldout_kl(model, cache: TeacherCache, context: list[int], tcfg, *, batch_size: int = 8) -> np.ndarray:
     """Mean KL_{k+1}(teacher ‖ model) per held-out window, ``[n_windows]``; ``model`` is a
-    `PreferenceModel` without a head (the plain model or the student)."""
+    `PreferenceModel` without a head (the plain model or the student); ``tcfg`` the training
+    run's `TrainConfig` (its batching settings collate the windows as training did)."""
     from hhhlab.train.losses import topk_kl
     from hhhlab.train.objectives.distill import CacheSource, Distillation
 
     source = CacheSource(cache, context, batch_size=len(cache))
     items = source.global_batch(0)
     items.sort(key=lambda g: g.metadata["window"])
-    obj = Distillation.__new__(Distillation)
-    obj.cache = cache
+    obj = Distillation(tcfg, cache=cache)
     out = []
     was_training = model.training
     model.eval()
@@ -246,10 +246,11 @@ def run_distill(cfg: DistillConfig) -> dict:
             from hhhlab.train.preference_model import PreferenceModel
 
             hcache = TeacherCache.open(str(plan.cache_dir) + "-heldout", heldout_key)
-            student_kl = heldout_kl(pm, hcache, plan.student_prefix)
+            tcfg = _train_config(plan, summary["step"], str(plan.cache_dir / "manifest.json"))
+            student_kl = heldout_kl(pm, hcache, plan.student_prefix, tcfg)
             plain = PreferenceModel.from_lm(cfg.model, scoring="mean_logprob", device=str(pm.device),
                                             dtype="float32", max_length=pm.max_length)
-            plain_kl = heldout_kl(plain, hcache, plan.student_prefix)
+            plain_kl = heldout_kl(plain, hcache, plan.student_prefix, tcfg)
             estimates["heldout_kl_plain"] = bootstrap(plain_kl, seed=cfg.seed)
             estimates["heldout_kl_student"] = bootstrap(student_kl, seed=cfg.seed)
             estimates["heldout_kl_reduction"] = paired_difference(plain_kl.tolist(), student_kl.tolist(), seed=cfg.seed)

@@ -216,6 +216,26 @@ def test_synthetic_sweep_end_to_end(tmp_path):
     assert [p["accuracy"] for p in again["points"]] == [p["accuracy"] for p in payload["points"]]
 
 
+def test_synthetic_cells_compute_what_the_one_run_per_cell_commands_compute(tmp_path):
+    """The in-process runner (one model load, cells train copies) is a speed-up, not another
+    experiment: its no-PMP fine-tuning point equals `pm finetune` on the same files."""
+    from hhhlab.pmp.finetune import run_finetune
+    from hhhlab.pmp.sweep import SyntheticSweepConfig, run_synthetic
+
+    cfg = SyntheticSweepConfig(model=TINY, conditions=["none"], letters=3, sizes=[0, 8], eval_pairs=20,
+                               output=str(tmp_path / "s"), base_lr=1e-1)
+    fast = {p["n"]: p for p in run_synthetic(cfg)["points"]}
+    data = sorted((tmp_path / "s" / "data").glob("T0-*.jsonl"))
+    train, ev = (next(f for f in data if "finetune" in f.name), next(f for f in data if "eval" in f.name))
+    slow = run_finetune(FinetuneConfig(init=TINY, train=str(train), eval=str(ev), sizes=[8], lr=1e-3, batch_size=16,
+                                       epochs=1, max_length=64, device="cpu", output=str(tmp_path / "f"),
+                                       progress=False))["points"][0]
+    assert fast[8]["pair_correct"] == slow["pair_correct"]
+    assert fast[8]["accuracy"] == slow["accuracy"]
+    assert fast[8]["pm_loss"]["value"] == pytest.approx(slow["pm_loss"]["value"], rel=1e-7)
+    assert fast[8]["pm_loss"]["value"] != pytest.approx(fast[0]["pm_loss"]["value"], rel=1e-3)  # it trained
+
+
 def test_bad_condition_name():
     from hhhlab.pmp.sweep import SyntheticSweepConfig
 

@@ -72,12 +72,19 @@ def resolve_base(cfg: FinetuneConfig) -> tuple[str | None, str]:
 def evaluate_pairs(pm, path: str, *, batch_size: int, limit: int | None, progress: bool = False) -> dict:
     """Accuracy and PM loss (bootstrap CIs) and per-pair outcomes of ``pm`` on ``path``."""
     from hhhlab.train.data import DataStats, encode_groups, read_groups
-    from hhhlab.train.evaluate import evaluation_metrics, pair_outcomes
-    from hhhlab.train.trainer import score_sharded
 
     stats = DataStats()
     groups = encode_groups(read_groups(path, limit=limit, stats=stats), pm.tokenizer, max_length=pm.max_length,
                            stats=stats)
+    return evaluate_encoded(pm, groups, batch_size=batch_size, progress=progress)
+
+
+def evaluate_encoded(pm, groups: list, *, batch_size: int, progress: bool = False) -> dict:
+    """`evaluate_pairs` on already tokenised groups (a sweep that evaluates many models on one
+    held-out set tokenises it once)."""
+    from hhhlab.train.evaluate import evaluation_metrics, pair_outcomes
+    from hhhlab.train.trainer import score_sharded
+
     scores = score_sharded(pm, groups, batch_size=batch_size, progress=progress)
     metrics = evaluation_metrics(groups, scores, with_calibration=True)
     margins = np.array([m for _, _, m in pair_outcomes(groups, scores)])

@@ -27,11 +27,13 @@ def _strs(v):
 
 
 class SyntheticSweepConfig(BaseModel):
-    """The synthetic experiment. Defaults run in minutes on 2 CPU cores with the small rung."""
+    """The synthetic experiment (App. C.6). The defaults — all six conditions on the paper's 676
+    symbols — run in minutes on 2 CPU cores: see docs/pmp.md, "The synthetic experiment"."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field("smollm2-135m@L2", description="model spec (a small rung or a tiny model)")
+    model: str = Field("smollm2-135m@L1", description="model spec (a small rung or a tiny model); most of a "
+                       "step is the LM head over the vocabulary, so deeper rungs cost little more")
     conditions: list[str] = Field(["none", "Tb", "T1", "T2", "T3", "T4"],
                                   description="pre-training data: none, Tb (binary), T1-T4 (scrambled ranked)")
     letters: int = Field(26, ge=2, le=26, description="symbols = letters² ordered pairs (the paper: 26 -> 676)")
@@ -48,6 +50,9 @@ class SyntheticSweepConfig(BaseModel):
     pm_weight: float = Field(1.0, ge=0)
     lm_weight: float = Field(1.0, ge=0)
     max_length: int = Field(64, ge=8)
+    eval_batch_size: int = Field(128, ge=1, description="responses per forward pass when evaluating")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="training precision (bfloat16: autocast; "
+                                                  "measured no faster on a 2-core AVX512-BF16 CPU)")
     output: str = Field(..., description="output directory (one sub-directory per cell)")
     seed: int = 0
     device: str = "cpu"
@@ -65,14 +70,44 @@ class SyntheticSweepConfig(BaseModel):
         return v
 
 
+RUNNER_VERSION = 2
+"""Part of every synthetic cell's key: results of the earlier one-run-per-cell runner are not reused."""
+
+
+def _synthetic_train_config(cfg: SyntheticSweepConfig, output: Path, *, lr: float, batch_size: int,
+                            max_steps: int | None = None, epochs: float = 1.0):
+    """A cell's `TrainConfig`: the preference objective, no checkpoints (cells are short, see
+    `hhhlab.pmp.inprocess`), no run record."""
+    from hhhlab.train.config import TrainConfig
+
+    return TrainConfig(model=cfg.model, objective="preference", train=str(output / "in-memory"), output=str(output),
+                       max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr, pm_weight=cfg.pm_weight,
+                       lm_weight=cfg.lm_weight, dtype=cfg.dtype, device=cfg.device, max_length=cfg.max_length, seed=cfg.seed,
+                       checkpoint_every=1_000_000, final_checkpoint=False, progress=cfg.progress,
+                       record_run=False, log_every=1)
+
+
 def run_synthetic(cfg: SyntheticSweepConfig) -> dict:
-    """Write the data, pre-train each condition, fine-tune each on T0, tabulate, plot."""
+    """Pre-train each condition, fine-tune each on T0 at every size, tabulate, plot.
+
+    One process, one model load (`hhhlab.pmp.inprocess`): PMP trains a copy of the base model
+    on pairs drawn on demand (`SyntheticPairSource`); every fine-tuning size trains a copy of the
+    condition's starting model on the first n pairs of one fixed shuffle of the T0 fine-tuning
+    set (`finetune_order`), and is evaluated on the held-out T0 pairs tokenised once."""
     import time
 
+    import torch
+
+    from hhhlab.data.schema import read_jsonl
     from hhhlab.pmp.analysis import pairs_saved
-    from hhhlab.pmp.finetune import run_finetune
-    from hhhlab.pmp.pretrain import run_pmp
+    from hhhlab.pmp.finetune import evaluate_encoded, finetune_order
+    from hhhlab.pmp.inprocess import cached, save_cell, train_copy
+    from hhhlab.pmp.synthetic import SyntheticPairSource
     from hhhlab.results import write_results
+    from hhhlab.train.data import DataStats
+    from hhhlab.train.objectives import get_objective
+    from hhhlab.train.preference_model import PreferenceModel
+    from hhhlab.train.sources import MemorySource
 
     t0 = time.perf_counter()
     out = Path(cfg.output)
@@ -82,36 +117,95 @@ def run_synthetic(cfg: SyntheticSweepConfig) -> dict:
     tag = f"L{cfg.letters}-r{cfg.repeats}-s{cfg.seed}"  # data files are named by what makes them
     ft_train = data / f"T0-finetune-{max(cfg.sizes)}-{tag}.jsonl"
     ft_eval = data / f"T0-eval-{cfg.eval_pairs}-{tag}.jsonl"
-    if not ft_eval.exists():
+    if not ft_eval.exists() or not ft_train.exists():
         task.write("T0", max(cfg.sizes), ft_train, seed=1)
-        from hhhlab.data.schema import read_jsonl
-
         seen = {g.metadata["split_key"] for g in read_jsonl(ft_train)}
         task.write("T0", cfg.eval_pairs, ft_eval, seed=2, exclude=seen)
     pmp_lr = cfg.pmp_lr or PMP_LR_FACTOR * cfg.base_lr
     ft_lr = cfg.finetune_lr or FINETUNE_LR_FACTOR * cfg.base_lr
+    common = {"runner": RUNNER_VERSION, "model": cfg.model, "dtype": cfg.dtype, "letters": cfg.letters, "repeats": cfg.repeats,
+              "task_seed": cfg.seed, "weights": [cfg.pm_weight, cfg.lm_weight], "max_length": cfg.max_length}
+
+    # how a group becomes tokens depends on (λ, μ) only (μ > 0: LM targets), not on the rate
+    objective = get_objective("preference")(_synthetic_train_config(cfg, out, lr=ft_lr, batch_size=1))
+    base: PreferenceModel | None = None  # loaded on first need: a fully cached sweep loads nothing
+    encoded: dict[str, list] = {}
+
+    def base_model() -> PreferenceModel:
+        nonlocal base
+        if base is None:
+            torch.manual_seed(cfg.seed)  # the no-PMP head: fresh, seeded (n = 0 is chance)
+            base = PreferenceModel.from_lm(cfg.model, scoring="head", device=cfg.device, dtype="float32",
+                                           max_length=cfg.max_length)
+            stats = DataStats()
+            for name, groups in (("train", finetune_order(list(read_jsonl(ft_train)), cfg.seed)),
+                                 ("eval", list(read_jsonl(ft_eval)))):
+                encoded[name] = [e for i, g in enumerate(groups) if (e := objective.encode(
+                    g, i, base.tokenizer, base.max_length, stats)) is not None]
+        return base
+
+    def encode_pmp(record, index, stats):
+        pm = base_model()
+        return objective.encode(record, index, pm.tokenizer, pm.max_length, stats)
+
+    def pmp_model(cond: str) -> tuple[PreferenceModel, dict]:
+        """The condition's pre-trained model: loaded if saved with this key, else trained and saved."""
+        key = {**common, "dataset": cond, "pairs": cfg.pmp_pairs, "batch": cfg.pmp_batch_size, "lr": pmp_lr,
+               "seed": cfg.seed}
+        cell_dir = out / f"pmp-{cond}"
+        done = cached(cell_dir / "cell.json", key)
+        if done is not None and (cell_dir / "model" / "pm_config.json").exists():
+            return PreferenceModel.from_pretrained(cell_dir / "model", device=cfg.device), done
+        init = base_model()
+        source = SyntheticPairSource(task, cond, cfg.pmp_pairs, cfg.pmp_batch_size, encode_pmp, seed=3)
+        tcfg = _synthetic_train_config(cfg, cell_dir, lr=pmp_lr, batch_size=cfg.pmp_batch_size,
+                                       max_steps=source.steps_per_epoch)
+        pm, summary = train_copy(init, tcfg, source)
+        pm.save_pretrained(cell_dir / "model")
+        return pm, save_cell(cell_dir / "cell.json", key, {
+            "steps": summary["step"], "train_seconds": summary["train_seconds"], "loss_history": summary["history"]})
+
     curves: dict[str, list[dict]] = {}
     timings: dict[str, float] = {}
+    pmp_cells: dict[str, dict] = {}
     for cond in cfg.conditions:
         c0 = time.perf_counter()
-        init = cfg.model
+        init: PreferenceModel | None = None
+        pmp_key: dict | str = "none"
         if cond != "none":
-            src = data / f"{cond}-pmp-{cfg.pmp_pairs}-{tag}.jsonl"
-            if not src.exists():
-                task.write(cond, cfg.pmp_pairs, src, seed=3)
-            pmp = PMPConfig(model=cfg.model, sources=[str(src)], mode="ranked", pm_weight=cfg.pm_weight,
-                            lm_weight=cfg.lm_weight, lr=pmp_lr, batch_size=cfg.pmp_batch_size,
-                            output=str(out / f"pmp-{cond}"), max_length=cfg.max_length, seed=cfg.seed,
-                            device=cfg.device, progress=cfg.progress, checkpoint_every=10_000)
-            run_pmp(pmp)
-            init = str(out / f"pmp-{cond}")
-        ft = FinetuneConfig(init=init, model=cfg.model, train=str(ft_train), eval=str(ft_eval), sizes=cfg.sizes,
-                            epochs=cfg.finetune_epochs, lr=ft_lr, batch_size=cfg.finetune_batch_size,
-                            pm_weight=cfg.pm_weight, lm_weight=cfg.lm_weight, output=str(out / f"ft-{cond}"),
-                            max_length=cfg.max_length, seed=cfg.seed, device=cfg.device, progress=cfg.progress)
-        curves[cond] = [{**p, "condition": LABELS[cond], "target": "T0"}
-                        for p in run_finetune(ft, label=LABELS[cond])["points"]]
+            pmp_key = {"dataset": cond, "pairs": cfg.pmp_pairs, "batch": cfg.pmp_batch_size, "lr": pmp_lr}
+        points = []
+        for n in sorted(set(cfg.sizes)):
+            key = {**common, "init": pmp_key, "n": n, "lr": ft_lr, "batch": cfg.finetune_batch_size,
+                   "epochs": cfg.finetune_epochs, "seed": cfg.seed, "eval_pairs": cfg.eval_pairs}
+            path = out / f"ft-{cond}" / f"n{n}" / "eval.json"
+            result = cached(path, key)
+            if result is None:
+                if init is None:
+                    if cond == "none":
+                        init = base_model()
+                    else:
+                        init, pmp_cells[cond] = pmp_model(cond)
+                    base_model()  # the tokenised fine-tuning and held-out sets
+                assert init is not None
+                if n == 0:
+                    pm, seconds = init, 0.0
+                else:
+                    batch = min(cfg.finetune_batch_size, n)
+                    items = encoded["train"][:n]
+                    source = MemorySource(items, batch_size=batch, seed=cfg.seed, length_grouped=True)
+                    tcfg = _synthetic_train_config(cfg, path.parent, lr=ft_lr, batch_size=batch,
+                                                   epochs=cfg.finetune_epochs)
+                    pm, summary = train_copy(init, tcfg, source)
+                    seconds = summary["train_seconds"]
+                result = save_cell(path, key, {"n": n, "train_seconds": seconds, **evaluate_encoded(
+                    pm, encoded["eval"], batch_size=cfg.eval_batch_size)})
+                del pm
+            points.append({"n": n, "condition": LABELS[cond], "target": "T0", "model": cfg.model,
+                           **{k: v for k, v in result.items() if k != "key"}})
+        curves[cond] = points
         timings[cond] = time.perf_counter() - c0
+        del init
     saved = {}
     if "none" in curves:
         for cond, pts in curves.items():
@@ -130,6 +224,7 @@ def run_synthetic(cfg: SyntheticSweepConfig) -> dict:
     payload = {"points": points, "pairs_saved_vs_no_pmp": saved, "figures": figures,
                "scrambles": {k: SCRAMBLES[k] for k in ("T1", "T2", "T3", "T4")}, "symbols": len(task.symbols),
                "pmp_lr": pmp_lr, "finetune_lr": ft_lr, "cell_seconds": timings,
+               "pmp_train_seconds": {c: v["train_seconds"] for c, v in pmp_cells.items()},
                "wall_seconds": time.perf_counter() - t0}
     write_results(out / "results.json", "sweep_pmp_synthetic", config=cfg.model_dump(), estimates=estimates,
                   payload=payload, models=[cfg.model])

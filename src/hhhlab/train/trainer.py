@@ -169,10 +169,13 @@ def weighted_loss(terms: list[LossTerm], totals: dict[str, int], world: int) -> 
 # -- the loop --------------------------------------------------------------------------------
 
 def train(cfg: TrainConfig, *, accelerator=None, stop_after: int | None = None, objective: Objective | None = None,
-          source: BatchSource | None = None) -> tuple[PreferenceModel, dict]:
+          source: BatchSource | None = None, model: PreferenceModel | None = None) -> tuple[PreferenceModel, dict]:
     """Train (resuming from ``cfg.output/checkpoints`` when present); returns the model (on every
     process) and a summary dict. ``objective`` / ``source``: use these instead of the ones
     ``cfg`` names (Python API for objectives and sources with settings beyond `TrainConfig`).
+    ``model``: train this already-built model in place instead of loading ``cfg.model`` /
+    ``cfg.init`` (sweeps of many short cells copy one loaded model rather than reload it per
+    cell; `cfg`'s LoRA and gradient-checkpointing settings are then not applied).
     ``stop_after``: return after this many steps of this call without finishing (tests of
     resumption)."""
     from accelerate import Accelerator
@@ -189,7 +192,13 @@ def train(cfg: TrainConfig, *, accelerator=None, stop_after: int | None = None, 
     acc = accelerator or Accelerator(cpu=device_cpu)
     world, rank = acc.num_processes, acc.process_index
     set_seed(cfg.seed)
-    pm = build_model(cfg, objective, acc.device)
+    if model is None:
+        pm = build_model(cfg, objective, acc.device)
+    else:
+        pm = model.to(acc.device)
+        pm.extra.update(objective=objective.name)
+        objective.trainable(pm)
+        pm.train()
 
     source = source or build_source(cfg, objective, pm)
     stats = source.stats

@@ -74,6 +74,39 @@ def test_responses_sharing_their_first_tokens_share_them_exactly(pm):
         pm.scoring = "head"
 
 
+def test_pack_rows_first_fit_decreasing():
+    from hhhlab.train.batching import pack_rows
+
+    # longest first: the two 9s fill rows 0 and 1; 5 opens row 2, 4 fills it up, 3 opens row 3
+    assert pack_rows([5, 9, 3, 4, 9], 9) == [(2, 0), (0, 0), (3, 0), (2, 5), (1, 0)]
+    assert pack_rows([4, 4, 4], 12) == [(0, 0), (0, 4), (0, 8)]
+    assert pack_rows([20, 3], 10) == [(0, 0), (1, 0)]  # too long for the capacity: a row of its own
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_packed_rows_compute_each_tree_as_if_alone(pm, side):
+    """Training packs short tree rows into shared rows: fewer, fuller rows, identical results."""
+    from hhhlab.train.batching import build_batch
+
+    groups = []
+    for i, (c, r) in enumerate(GROUPS[:5]):
+        g = pm.encode(c, r, index=i)
+        g.scores = [float(-k) for k in range(len(g.responses))]
+        groups.append(g)
+    plain = build_batch(groups, eoc_id=pm.eoc_id, pad_id=0, lm="all", padding_side=side)
+    packed = build_batch(groups, eoc_id=pm.eoc_id, pad_id=0, lm="all", padding_side=side, pack=True)
+    assert packed.input_ids.shape[0] < plain.input_ids.shape[0]
+    assert packed.input_ids.shape[1] == plain.input_ids.shape[1]
+    assert packed.n_real_tokens == plain.n_real_tokens
+    assert packed.lm_target.tolist() == plain.lm_target.tolist() and packed.response_keys == plain.response_keys
+    assert packed.pair_good.tolist() == plain.pair_good.tolist()
+    with torch.no_grad():
+        sa, la = pm(plain, head=True, lm=True)
+        sb, lb = pm(packed, head=True, lm=True)
+    assert sb.tolist() == pytest.approx(sa.tolist(), abs=1e-5)
+    assert lb.tolist() == pytest.approx(la.tolist(), abs=1e-5)
+
+
 @pytest.mark.parametrize("scoring", ["head", "mean_logprob"])
 def test_scores_do_not_depend_on_batch_size_or_padding_side(pm, scoring):
     pm.scoring = scoring

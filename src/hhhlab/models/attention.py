@@ -129,18 +129,24 @@ def shared_prefix_attention(
     return out, lse
 
 
-def tree_attention_mask(segments: Tensor) -> Tensor:
+def tree_attention_mask(segments: Tensor, blocks: Tensor | None = None) -> Tensor:
     """``[B, T]`` segment ids (0 = shared context, k = branch k, -1 = padding) -> ``[B, 1, T, T]``
     bool, True = may attend: for a tree row ``[context | branch_1 | branch_2 | ...]``.
 
     Query q may attend to key k iff k comes no later than q and k is context or in q's own
     branch. Padding positions attend only to themselves, so no row of the mask is empty (an
-    empty row gives NaN in some attention kernels)."""
+    empty row gives NaN in some attention kernels).
+
+    ``blocks`` (``[B, T]``, optional): several tree rows packed one after another into one row
+    (`hhhlab.train.batching` packs short rows to save padding); a token then also sees only keys
+    of its own block, so each packed tree is computed exactly as if it were alone."""
     t = segments.shape[1]
     q = segments[:, :, None]
     k = segments[:, None, :]
     causal = torch.ones(t, t, dtype=torch.bool, device=segments.device).tril()
     mask = causal & (k >= 0) & (q >= 0) & ((k == 0) | (k == q))
+    if blocks is not None:
+        mask &= blocks[:, :, None] == blocks[:, None, :]
     mask |= torch.eye(t, dtype=torch.bool, device=segments.device) & (q < 0)
     return mask[:, None]
 

@@ -143,7 +143,7 @@ class TreeBatch:
 
 def build_batch(
     groups: Sequence[EncodedGroup], *, eoc_id: int | None, pad_id: int, responses: str = "all", lm: str = "none",
-    padding_side: str = "right", max_responses_per_row: int | None = None,
+    padding_side: str = "right", max_responses_per_row: int | None = None, pack: bool = False,
 ) -> TreeBatch:
     """Lay out ``groups`` as tree rows and collate them.
 
@@ -152,7 +152,11 @@ def build_batch(
     (IL training, PM with μ > 0) or ``all`` (IL evaluation). ``max_responses_per_row`` splits a
     group's responses over several rows (each with the context), e.g. to cap a batch's size.
     Pairs are only formed between responses in the same row. ``eoc_id=None``: no EOC token
-    (models without a head); the batch then has no score positions."""
+    (models without a head); the batch then has no score positions.
+
+    ``pack``: place short tree rows one after another in a shared row (first-fit decreasing, never
+    wider than the longest row), each a separate attention block with its own positions, so a
+    batch of mixed lengths runs with less padding and gives the same result per token."""
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be left or right, not {padding_side!r}")
     rows: list[tuple[list[int], list[int], list[int]]] = []  # tokens, positions, segments
@@ -197,25 +201,55 @@ def build_batch(
                     bad.append(local[j])
             rows.append((tokens, positions, segments))
     width = max(len(t) for t, _, _ in rows)
-    B = len(rows)
+    place = pack_rows([len(t) for t, _, _ in rows], width) if pack else [(r, 0) for r in range(len(rows))]
+    B = max(b for b, _ in place) + 1
     ids = torch.full((B, width), pad_id, dtype=torch.long)
     pos = torch.zeros((B, width), dtype=torch.long)
     seg_t = torch.full((B, width), -1, dtype=torch.long)  # [B, W] segment of each token, -1 = pad
-    offsets = []
-    for b, (t, posns, segs) in enumerate(rows):
-        off = width - len(t) if padding_side == "left" else 0
-        offsets.append(off)
+    blk_t = torch.full((B, width), -1, dtype=torch.long)  # [B, W] tree row each token belongs to
+    used = [0] * B
+    for (b, start), (t, _, _) in zip(place, rows):
+        used[b] = max(used[b], start + len(t))
+    shift = [width - u if padding_side == "left" else 0 for u in used]  # per packed row
+    row_b, row_off = [], []
+    for r, ((b, start), (t, posns, segs)) in enumerate(zip(place, rows)):
+        off = shift[b] + start
+        row_b.append(b)
+        row_off.append(off)
         ids[b, off : off + len(t)] = torch.tensor(t)
         pos[b, off : off + len(t)] = torch.tensor(posns)
         seg_t[b, off : off + len(t)] = torch.tensor(segs)
-    off_t = torch.tensor(offsets, dtype=torch.long)
+        blk_t[b, off : off + len(t)] = r
+    row_b_t = torch.tensor(row_b, dtype=torch.long)
+    off_t = torch.tensor(row_off, dtype=torch.long)
     eoc_row_t = torch.tensor(eoc_row, dtype=torch.long)
     lm_row_t = torch.tensor(lm_row, dtype=torch.long)
+    packed = B < len(rows)
     return TreeBatch(
-        input_ids=ids, position_ids=pos, tree_mask=tree_attention_mask(seg_t),
-        eoc_row=eoc_row_t, eoc_col=torch.tensor(eoc_col, dtype=torch.long) + off_t[eoc_row_t],
+        input_ids=ids, position_ids=pos, tree_mask=tree_attention_mask(seg_t, blk_t if packed else None),
+        eoc_row=row_b_t[eoc_row_t], eoc_col=torch.tensor(eoc_col, dtype=torch.long) + off_t[eoc_row_t],
         pair_good=torch.tensor(good, dtype=torch.long), pair_bad=torch.tensor(bad, dtype=torch.long),
-        lm_row=lm_row_t, lm_col=torch.tensor(lm_col, dtype=torch.long) + off_t[lm_row_t],
+        lm_row=row_b_t[lm_row_t], lm_col=torch.tensor(lm_col, dtype=torch.long) + off_t[lm_row_t],
         lm_target=torch.tensor(lm_target, dtype=torch.long), lm_owner=torch.tensor(lm_owner, dtype=torch.long),
         response_keys=keys, n_real_tokens=sum(len(t) for t, _, _ in rows),
     )
+
+
+def pack_rows(lengths: Sequence[int], capacity: int) -> list[tuple[int, int]]:
+    """First-fit decreasing: ``(packed row, start column)`` for each row of ``lengths``.
+
+    Deterministic (ties keep input order), and never more packed rows than rows; a row longer
+    than ``capacity`` gets a packed row of its own."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    fill: list[int] = []
+    place: list[tuple[int, int]] = [(0, 0)] * len(lengths)
+    for i in order:
+        for b, used in enumerate(fill):
+            if used + lengths[i] <= capacity:
+                place[i] = (b, used)
+                fill[b] += lengths[i]
+                break
+        else:
+            place[i] = (len(fill), 0)
+            fill.append(lengths[i])
+    return place

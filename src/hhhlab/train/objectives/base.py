@@ -87,10 +87,12 @@ class Objective:
         return "none"
 
     def collate(self, items: Sequence[EncodedGroup], model: PreferenceModel) -> TreeBatch:
-        """Tree rows of ``items`` (shared context once; EOC tokens only for head models)."""
+        """Tree rows of ``items`` (shared context once; EOC tokens only for head models), short
+        rows packed together (`build_batch`'s ``pack``: the same result per token, less padding)."""
         return build_batch(items, eoc_id=model.eoc_id, pad_id=model.tokenizer.pad_token_id,
                            responses=self.batch_responses, lm=self.lm_targets,
-                           padding_side=model.tokenizer.padding_side)
+                           padding_side=model.tokenizer.padding_side,
+                           pack=bool(getattr(self.cfg, "pack", True)))
 
     # -- model -----------------------------------------------------------------------------
     def trainable(self, model: PreferenceModel) -> None:

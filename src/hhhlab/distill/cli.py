@@ -155,4 +155,12 @@ def register(root: typer.Typer) -> None:
 
 
 if __name__ == "__main__":  # `accelerate launch -m hhhlab.distill.cli --model ...`
-    app()
+    import sys
+
+    from hhhlab.errors import HHHLabError
+
+    try:
+        app()
+    except HHHLabError as exc:  # one line, as `hhhlab distill` prints it
+        Console(stderr=True).print(f"[red]error:[/] {exc}")
+        sys.exit(2)

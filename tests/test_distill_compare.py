@@ -92,11 +92,15 @@ def test_compare_over_a_ladder_writes_every_metric_the_fraction_kept_and_the_con
     assert {m["dtype"] for m in doc.payload["models"].values()} == {"float32"}
     assert "fraction kept" in res.output
 
-    # the report's distill section shows the document
-    from hhhlab.report.collect import Source
+    # the report finds the document in the results store, and its distill section shows it
+    from hhhlab.report.collect import collect
     from hhhlab.report.sections.distill import DistillSection
 
-    html = "".join(DistillSection().render([Source(doc, out)]).blocks)
+    found = collect().of_kind("distill_compare")
+    assert [s.doc.estimates for s in found] == [doc.estimates]
+    rendered = DistillSection().render(found)
+    assert "tiny:llama keeps" in rendered.measured and "hhh_alignment/acc_mi" in rendered.measured
+    html = "".join(rendered.blocks)
     assert 'data-table="distill-compare"' in html and 'data-table="distill-context-cost"' in html
     assert 'id="fig-distill-fraction-kept"' in html
     rows = html.split('data-table="distill-compare"')[1].split("</table>")[0].count("<tr>") - 1

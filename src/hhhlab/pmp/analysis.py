@@ -75,12 +75,83 @@ def pairs_saved(points: list[dict], baseline: list[dict], *, n_boot: int = 1000,
     return rows
 
 
-def mean_gain(curves: dict[str, list[dict]], baselines: dict[str, list[dict]]) -> dict[int, float]:
-    """Mean over targets of accuracy(condition) − accuracy(baseline) at each shared n (Fig 4)."""
-    by_n: dict[int, list[float]] = {}
-    for target, pts in curves.items():
-        base = {p["n"]: p["accuracy"]["value"] for p in baselines.get(target, [])}
-        for p in pts:
-            if p["n"] in base:
-                by_n.setdefault(p["n"], []).append(p["accuracy"]["value"] - base[p["n"]])
-    return {n: float(np.mean(v)) for n, v in sorted(by_n.items())}
+# -- the sweep's figures as numbers (Figs 4, 5, 18, 29): shared by the PNGs and the report -------
+
+FIG29_CONDITIONS = ("none", "lm_only", "pm_only", "binarized")
+"""The loss ablation's curves: no PMP, LM only (0, 1), PM only (1, 0), PM+LM (1, 1) binarized."""
+
+
+def paired_gain(p: dict, base: dict) -> tuple[float, float | None]:
+    """``(accuracy(p) − accuracy(base), its standard error or None)``: both points were evaluated
+    on the same held-out pairs, so the error is that of the mean per-pair difference of outcomes
+    (None without per-pair outcomes)."""
+    diff = float(p["accuracy"]["value"]) - float(base["accuracy"]["value"])
+    a, b = p.get("pair_correct"), base.get("pair_correct")
+    if a is None or b is None or len(a) != len(b) or len(a) < 2:
+        return diff, None
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    return diff, float(d.std(ddof=1) / math.sqrt(len(d)))
+
+
+def gain_by_n(points: list[dict], cond: str, base_cond: str, target: str | None = None
+              ) -> dict[int, list[tuple[float, float | None]]]:
+    """Per n, the paired gains (`paired_gain`) of ``cond`` over ``base_cond``, one per (model,
+    target) measured under both (only ``target``'s when given)."""
+    base = {(p.get("model"), p["target"], p["n"]): p for p in points if p["condition"] == base_cond}
+    out: dict[int, list[tuple[float, float | None]]] = {}
+    for p in points:
+        k = (p.get("model"), p["target"], p["n"])
+        if p["condition"] == cond and (target is None or p["target"] == target) and k in base:
+            out.setdefault(p["n"], []).append(paired_gain(p, base[k]))
+    return dict(sorted(out.items()))
+
+
+def mean_gain_curve(points: list[dict], cond: str, base_cond: str = "none", target: str | None = None
+                    ) -> list[dict]:
+    """Fig 4 (``base_cond="none"``) / Fig 18 (binarized over ranked): per n, the mean gain over
+    targets as an estimate; its 95% interval is ±1.96 × the mean's standard error, the targets'
+    errors combined as independent (absent when a point lacks per-pair outcomes)."""
+    rows = []
+    for n, gains in gain_by_n(points, cond, base_cond, target).items():
+        mean = float(np.mean([g for g, _ in gains]))
+        ses = [se for _, se in gains if se is not None]
+        half = 1.96 * math.sqrt(sum(se * se for se in ses)) / len(ses) if len(ses) == len(gains) else None
+        rows.append({"n": n, "value": mean, "lo": None if half is None else mean - half,
+                     "hi": None if half is None else mean + half, "n_targets": len(gains),
+                     "method": "mean over targets of paired differences" + ("" if half is None else ", normal CI")})
+    return rows
+
+
+def reference_sizes(points: list[dict]) -> list[int]:
+    """Fig 5's reference fine-tuning sizes (the paper's 500 and 5k pairs): the smallest and the
+    largest positive size measured (one size when only one was)."""
+    sizes = sorted({p["n"] for p in points if p["n"] > 0})
+    return sorted({sizes[0], sizes[-1]}) if sizes else []
+
+
+def transfer_at(points: list[dict], n: int, cond: str) -> dict[str, float]:
+    """Fig 5: per model (in the points' order), mean accuracy over targets of ``cond`` at size ``n``."""
+    by: dict[str, list[float]] = {}
+    for p in points:
+        if p["condition"] == cond and p["n"] == n:
+            by.setdefault(str(p.get("model", "")), []).append(float(p["accuracy"]["value"]))
+    return {m: float(np.mean(v)) for m, v in by.items()}
+
+
+def sweep_figure_plan(points: list[dict]) -> dict[str, list[str]]:
+    """Which of the sweep's figures its conditions allow, and the conditions each compares:
+    Fig 4 per PMP condition measured with the no-PMP baseline, Fig 18 with binarized and ranked,
+    Fig 29 with an ablation condition, Fig 5 with any positive size."""
+    conds = {p["condition"] for p in points}
+    plan: dict[str, list[str]] = {}
+    if "none" in conds:
+        pmp = [c for c in ("binarized", "ranked", "pm_only", "lm_only") if c in conds]
+        if pmp:
+            plan["4"] = pmp
+    if {"binarized", "ranked"} <= conds:
+        plan["18"] = ["binarized", "ranked"]
+    if {"pm_only", "lm_only"} & conds:
+        plan["29"] = [c for c in FIG29_CONDITIONS if c in conds]
+    if reference_sizes(points):
+        plan["5"] = sorted(conds, key=lambda c: (c != "none", c))
+    return plan

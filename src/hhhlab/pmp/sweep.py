@@ -261,7 +261,7 @@ class PMPSweepConfig(BaseModel):
 
 def run_sweep(cfg: PMPSweepConfig) -> dict:
     from hhhlab.errors import DataError
-    from hhhlab.pmp.analysis import mean_gain, pairs_saved
+    from hhhlab.pmp.analysis import mean_gain_curve, pairs_saved
     from hhhlab.pmp.finetune import run_finetune
     from hhhlab.pmp.pretrain import run_pmp
     from hhhlab.results import write_results
@@ -304,13 +304,8 @@ def run_sweep(cfg: PMPSweepConfig) -> dict:
                     saved += [{"model": model, "target": name, "condition": cond, **row}
                               for row in pairs_saved(pts, base, seed=cfg.seed)]
         for cond in cfg.conditions:
-            if cond == "none":
-                continue
-            curves = {t: [p for p in points if p["model"] == model and p["target"] == t and p["condition"] == cond]
-                      for t, _, _ in targets}
-            bases = {t: [p for p in points if p["model"] == model and p["target"] == t and p["condition"] == "none"]
-                     for t, _, _ in targets}
-            gains[f"{model}|{cond}"] = mean_gain(curves, bases)
+            if cond != "none":
+                gains[f"{model}|{cond}"] = mean_gain_curve([p for p in points if p["model"] == model], cond)
     figures = {}
     try:
         from hhhlab.report import pmp_figures

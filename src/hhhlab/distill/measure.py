@@ -28,13 +28,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hhhlab.distill.config import CompareConfig
 from hhhlab.errors import HHHLabError
 from hhhlab.stats import Estimate, bootstrap, paired_difference
+
+if TYPE_CHECKING:
+    from hhhlab.evals.runner import SuiteConfig, SuiteReport
 
 
 def fraction_of_gain_kept(plain: Mapping[str, float], prompt: Mapping[str, float], distilled: Mapping[str, float],
@@ -61,7 +64,7 @@ def fraction_of_gain_kept(plain: Mapping[str, float], prompt: Mapping[str, float
 CONDITIONS = ("plain", "prompt", "distilled")
 
 
-def suite_config(cfg: CompareConfig):
+def suite_config(cfg: CompareConfig) -> SuiteConfig:
     """The eval suite of a comparison: every model under plain, prompt and distilled:DIR."""
     from hhhlab.evals.base import Condition, parse_evals
     from hhhlab.evals.runner import SuiteConfig
@@ -81,7 +84,7 @@ def suite_config(cfg: CompareConfig):
                        progress=cfg.progress)
 
 
-def context_tokens(suite, model: str) -> dict[str, dict[str, list[int]]]:
+def context_tokens(suite: SuiteConfig, model: str) -> dict[str, dict[str, list[int]]]:
     """Context tokens per item, ``{eval: {condition: [n_items]}}``: the longest context among
     the item's requests, as the engine tokenises it (the prompt's tokens are in it when prompted).
     Plain and distilled read the same tokens but for the Human/Assistant framing; what the
@@ -143,7 +146,8 @@ def compare_conditions(cfg: CompareConfig, *, run: Any = None,
                         dtype=cfg.dtype, device=cfg.device)
 
 
-def _compare_model(report, model: str, suite, cfg: CompareConfig, tokens: dict[str, dict[str, list[int]]]) -> dict:
+def _compare_model(report: SuiteReport, model: str, suite: SuiteConfig, cfg: CompareConfig,
+                   tokens: dict[str, dict[str, list[int]]]) -> dict:
     """One model's rows: metrics per condition, the gains and the fraction kept, context cost."""
     metrics: dict[str, dict] = {}
     fractions: dict[str, dict] = {}
@@ -181,8 +185,7 @@ def _compare_model(report, model: str, suite, cfg: CompareConfig, tokens: dict[s
                                                                          n_boot=cfg.n_boot, seed=cfg.seed)
             prompt_gain.setdefault(ev, {})[metric] = _diff(pr[metric], pl[metric], cfg.seed)
             distilled_gain.setdefault(ev, {})[metric] = _diff(di[metric], pl[metric], cfg.seed)
-    distilled = suite.conditions[2].model_path.replace("{model}", model)
-    return {"model": model, "distilled": distilled, "metrics": metrics, "fraction_of_gain_kept": fractions,
+    return {"model": model, "distilled": cfg.distilled.replace("{model}", model), "metrics": metrics, "fraction_of_gain_kept": fractions,
             "prompt_gain": prompt_gain, "distilled_gain": distilled_gain, "context_cost": cost}
 
 

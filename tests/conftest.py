@@ -10,6 +10,9 @@ import pytest
 # Tests never touch a model or dataset hub (CI has none): fail fast instead of retrying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# dtype "auto" is bf16 on CPUs with AVX-512 BF16 and fp32 elsewhere: tests compare numbers, so
+# they run fp32 on every CPU kind (HHHLAB_NATIVE_BF16=1 python -m pytest runs them the bf16 way).
+os.environ.setdefault("HHHLAB_NATIVE_BF16", "0")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

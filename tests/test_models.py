@@ -66,3 +66,18 @@ def test_default_model_answers_paris():
     assert 134_000_000 < lm.describe()["params"] < 135_000_000
     paris, berlin = Engine(lm).score([("The capital of France is", " Paris"), ("The capital of France is", " Berlin")])
     assert paris.logprob > berlin.logprob + 3
+
+
+@pytest.mark.parametrize(("env", "expected"), [("0", "float32"), ("1", "bfloat16"), ("no", "float32")])
+def test_native_bf16_override_decides_what_auto_means_on_cpu(monkeypatch, env, expected):
+    import torch
+
+    from hhhlab.models import device
+
+    monkeypatch.setenv("HHHLAB_NATIVE_BF16", env)
+    device.cpu_has_native_bf16.cache_clear()
+    try:
+        assert device.resolve_dtype("auto", torch.device("cpu")) == getattr(torch, expected)
+    finally:
+        monkeypatch.undo()
+        device.cpu_has_native_bf16.cache_clear()

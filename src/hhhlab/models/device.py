@@ -31,6 +31,15 @@ DTYPES = {  # accepted names -> the torch dtype's attribute name
 
 @functools.cache
 def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX), so ``auto`` picks bf16.
+
+    ``HHHLAB_NATIVE_BF16=0`` (or ``1``) overrides the CPU flags: to keep fp32 on a bf16 CPU (the
+    test suite does, so its numbers are the same on every CPU kind), or to force bf16."""
+    forced = os.environ.get("HHHLAB_NATIVE_BF16", "").strip().lower()
+    if forced in ("0", "false", "no"):
+        return False
+    if forced in ("1", "true", "yes"):
+        return True
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

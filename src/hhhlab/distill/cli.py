@@ -95,7 +95,12 @@ def _compare_command(**kwargs) -> None:
     if run is None:
         run = store.create_run("distill_compare", {**cfg.model_dump(), "identity": identity}, name=cfg.evals)
     try:
-        doc = compare_conditions(cfg, run=run, log=run.log)
+        def log(msg: str) -> None:  # each finished (model, condition, eval) as it ends
+            run.log(msg)
+            if cfg.progress:
+                console.print(msg)
+
+        doc = compare_conditions(cfg, run=run, log=log)
     except BaseException as exc:
         run.finish({"error": f"{type(exc).__name__}: {exc}", "items_stored": len(run.items())}, status="failed")
         if isinstance(exc, HHHLabError):

@@ -52,7 +52,7 @@ class SyntheticSweepConfig(BaseModel):
     max_length: int = Field(64, ge=8)
     eval_batch_size: int = Field(128, ge=1, description="responses per forward pass when evaluating")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="training precision (bfloat16: autocast; "
-                                                  "measured no faster on a 2-core AVX512-BF16 CPU)")
+                                                  "not clearly faster on a loaded 2-core AVX512-BF16 CPU)")
     output: str = Field(..., description="output directory (one sub-directory per cell)")
     seed: int = 0
     device: str = "cpu"

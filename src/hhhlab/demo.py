@@ -474,6 +474,7 @@ def demo_command(**kwargs: Any) -> None:
     stages = cfg.stage_list()
     work = workdir or default_workdir(cfg)
     console = Console(emoji=False)
+    _quiet_libraries()
     console.print(f"demo on {cfg.model} in {work}")
     t0 = time.perf_counter()
     with Bars(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -487,6 +488,21 @@ def demo_command(**kwargs: Any) -> None:
                                  f"({time.perf_counter() - t0:.0f} s for this run; finished stages are reused).")
     console.print(f"report written in {time.perf_counter() - t0:.0f} s:")
     print(path.resolve())
+
+
+def _quiet_libraries() -> None:
+    """The demo draws one bar per stage; the libraries' own bars (transformers' "Loading
+    weights" for every model load, "Writing model shards" for every save) would interleave
+    dozens of lines with them, so they are turned off for this command."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
 
 
 def _demo_signature() -> Any:

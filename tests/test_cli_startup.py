@@ -12,10 +12,7 @@ import sys
 HEAVY = ("torch", "transformers", "datasets", "matplotlib", "ray", "fastapi", "accelerate", "peft", "scipy")
 #: pages that still import the ML stack, and why; checked last (what they load would hide the
 #: pages after them), and each must still do so, so that a fix removes its entry here
-KNOWN_EAGER = {
-    "distill compare": "distill/cli.py's group callback imports hhhlab.distill.run before it checks "
-                       "ctx.invoked_subcommand",
-}
+KNOWN_EAGER: dict[str, str] = {}
 
 _PROBE = """
 import json, sys

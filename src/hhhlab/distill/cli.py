@@ -40,10 +40,10 @@ def _distill_command(ctx: typer.Context, **kwargs) -> None:
     """Distil a prompt into a model: cache the prompted teacher's top-k, train the student on a KL.
 
     `hhhlab distill compare --help`: plain vs prompted vs distilled on the evals."""
-    from hhhlab.distill.run import run_distill
-
-    if ctx.invoked_subcommand is not None:
+    if ctx.invoked_subcommand is not None:  # `hhhlab distill compare ...`: nothing to do here
         return
+    from hhhlab.distill.run import run_distill  # torch: only when a distillation runs
+
     yaml_path = kwargs.pop("config")
     cfg = build_config(DistillConfig, _yaml_values(yaml_path), kwargs, where=str(yaml_path or "command line"))
     doc = run_distill(cfg)

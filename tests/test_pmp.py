@@ -284,3 +284,16 @@ def test_hub_sources_stream_through_the_builders(tmp_path):
     assert g.context == "Question: How to brew?\nAnswer:" and g.responses == [" Malt.", " Buy."]
     with pytest.raises(DataError, match="say which builder"):
         prepare(PMPConfig(sources=[f"hf:{tmp_path / 'other'}"], output=str(tmp_path / "p")))
+
+
+def test_sweep_target_names(tmp_path):
+    from hhhlab.errors import DataError
+    from hhhlab.pmp.sweep import parse_target
+
+    assert parse_target("cm_train.jsonl:cm_test.jsonl") == ("cm", "cm_train.jsonl", "cm_test.jsonl")
+    assert parse_target("a/x.test.jsonl.gz:b/x.test.jsonl.gz")[0] == "x"
+    split = tmp_path / "hellaswag_split"
+    assert parse_target(f"{split}/train.jsonl:{split}/test.jsonl")[0] == "hellaswag"  # data split's layout
+    assert parse_target("hs=t.jsonl:e.jsonl") == ("hs", "t.jsonl", "e.jsonl")
+    with pytest.raises(DataError, match="NAME=.*TRAIN"):
+        parse_target("only_one.jsonl")

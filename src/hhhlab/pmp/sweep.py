@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hhhlab.errors import DataError
 from hhhlab.pmp.config import BASE_LR, FINETUNE_LR_FACTOR, PMP_LR_FACTOR, FinetuneConfig, PMPConfig
 from hhhlab.pmp.synthetic import LABELS, SCRAMBLES, SymbolTask
 
@@ -241,7 +242,8 @@ class PMPSweepConfig(BaseModel):
     conditions: list[Literal["none", "binarized", "ranked", "pm_only", "lm_only"]] = Field(
         ["none", "binarized", "ranked"], description="none (no PMP), binarized / ranked PMP (λ, μ = 1, 1), and the "
         "Fig 29 ablation: pm_only (1, 0) and lm_only (0, 1) binarized PMP")
-    targets: list[str] = Field(..., description="fine-tuning targets: TRAIN.jsonl:EVAL.jsonl pairs, comma-separated")
+    targets: list[str] = Field(..., description="fine-tuning targets: [NAME=]TRAIN.jsonl:EVAL.jsonl pairs, comma-separated "
+                               "(NAME: the eval file's stem, or its folder's for test.jsonl)")
     sizes: list[int] = Field([0, 32, 128, 512], description="fine-tuning pair counts")
     pmp_steps: int | None = Field(None, ge=1, description="PMP steps (default one epoch)")
     max_pairs: int | None = Field(None, ge=1, description="first N groups of each PMP source")
@@ -259,19 +261,34 @@ class PMPSweepConfig(BaseModel):
     _strs = field_validator("models", "sources", "targets", "conditions", mode="before")(lambda cls, v: _strs(v))
 
 
+GENERIC_STEMS = {"test", "eval", "validation", "val", "dev", "train"}
+
+
+def parse_target(text: str) -> tuple[str, str, str]:
+    """``[NAME=]TRAIN.jsonl:EVAL.jsonl`` -> (name, train, eval). Without ``NAME=`` the name is the
+    eval file's stem less ``_test``/``.test`` — or, for a generic stem such as ``test.jsonl``
+    (what ``hhhlab data split`` writes), its folder's name less ``_split``."""
+    name, eq, rest = text.partition("=")
+    if not eq or ":" in name:
+        name, rest = "", text
+    train, sep, ev = rest.partition(":")
+    if not sep or not train or not ev:
+        raise DataError(f"target {text!r}: expected [NAME=]TRAIN.jsonl:EVAL.jsonl")
+    if not name:
+        stem = Path(ev).name.split(".")[0]
+        name = stem.removesuffix("_test")
+        if name in GENERIC_STEMS:
+            name = Path(ev).resolve().parent.name.removesuffix("_split") or name
+    return name, train, ev
+
+
 def run_sweep(cfg: PMPSweepConfig) -> dict:
-    from hhhlab.errors import DataError
     from hhhlab.pmp.analysis import mean_gain_curve, pairs_saved
     from hhhlab.pmp.finetune import run_finetune
     from hhhlab.pmp.pretrain import run_pmp
     from hhhlab.results import write_results
 
-    targets = []
-    for t in cfg.targets:
-        train, sep, ev = t.partition(":")
-        if not sep:
-            raise DataError(f"target {t!r}: expected TRAIN.jsonl:EVAL.jsonl")
-        targets.append((Path(ev).stem.replace("_test", "").replace(".test", ""), train, ev))
+    targets = [parse_target(t) for t in cfg.targets]
     out = Path(cfg.output)
     weights = {"binarized": (1.0, 1.0), "ranked": (1.0, 1.0), "pm_only": (1.0, 0.0), "lm_only": (0.0, 1.0)}
     points = []

@@ -69,7 +69,8 @@ class DemoConfig(BaseModel):
     distill_tokens: int = Field(4096, ge=64, description="distillation tokens (teacher-cached)")
     distill_heldout_tokens: int = Field(256, ge=16, description="held-out tokens for the KL closed")
     distill_context: int = Field(64, ge=16, description="text tokens per distillation window")
-    pmp_rung: str = Field("@L2", description="rung for the synthetic ranked-vs-binary PMP experiment")
+    pmp_rung: str = Field("@L1", description="rung for the synthetic ranked-vs-binary PMP experiment (its cost is "
+                          "the LM head over the vocabulary, so one block is enough: docs/pmp.md)")
     pmp_conditions: str = Field("none,Tb,T2", description="none, Tb (binary), T1-T4 (scrambled ranked)")
     pmp_pairs: int = Field(512, ge=8, description="pre-training pairs per PMP condition")
     pmp_sizes: str = Field("0,32,128", description="fine-tuning pair counts")

@@ -92,7 +92,7 @@ class Objective:
         return build_batch(items, eoc_id=model.eoc_id, pad_id=model.tokenizer.pad_token_id,
                            responses=self.batch_responses, lm=self.lm_targets,
                            padding_side=model.tokenizer.padding_side,
-                           pack=bool(getattr(self.cfg, "pack", True)))
+                           pack=self.cfg.pack)
 
     # -- model -----------------------------------------------------------------------------
     def trainable(self, model: PreferenceModel) -> None:

@@ -1,6 +1,6 @@
-"""``hhhlab distill``: context distillation (flags generated from `DistillConfig`), and
+"""``hhhlab distill``: context distillation (flags generated from `DistillConfig`),
 ``hhhlab distill compare``: plain vs prompted vs distilled on the evals (flags from
-`CompareConfig`).
+`CompareConfig`), and ``hhhlab distill toy``: the counting toy (Fig 26).
 
 Also ``python -m hhhlab.distill.cli`` for ``accelerate launch -m hhhlab.distill.cli --model ...``.
 """
@@ -152,6 +152,20 @@ _compare_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined
     [_config_flag(), *config_flags(CompareConfig)])
 app.callback()(_distill_command)
 app.command("compare")(_compare_command)
+
+
+@app.command("toy")
+def _toy_command(
+    model: str = typer.Option("smollm2-135m", help="model spec; the teacher must be able to count (the full "
+                              "default model does, its @L8 rung does not)"),
+    steps: int = typer.Option(30, min=1, help="AdamW steps per arm"),
+    lr: float = typer.Option(1e-4, help="learning rate of both arms"),
+    output: Path = typer.Option(Path("results/counting_toy"), help="folder for results.json and counting_toy.png"),
+) -> None:
+    """The counting toy (Fig 26): fine-tuning on the context "1, ..., 63," vs distilling it."""
+    from hhhlab.distill.toy import main
+
+    main(model=model, steps=steps, lr=lr, output=str(output))
 
 
 def register(root: typer.Typer) -> None:

@@ -66,9 +66,10 @@ def per_number_loss(model, tok, n_max: int = 80) -> list[float]:
     return out
 
 
-def counting_toy(model_spec: str = "smollm2-135m@L8", *, steps: int = 30, lr: float = 1e-4, k: int = 50,
-                 seed: int = 0) -> dict:
-    """Both arms of the toy; returns curves and the prompted / plain reference losses."""
+def counting_toy(model_spec: str = "smollm2-135m", *, steps: int = 30, lr: float = 1e-4, k: int = 50,
+                 seed: int = 0, progress: bool = False) -> dict:
+    """Both arms of the toy; returns curves and the prompted / plain reference losses.
+    ``progress``: a bar per arm (the full default model takes a few seconds a step on a CPU)."""
     from hhhlab.models.engine import Engine
     from hhhlab.models.load import load_model
 
@@ -98,7 +99,9 @@ def counting_toy(model_spec: str = "smollm2-135m@L8", *, steps: int = 30, lr: fl
         curve, curve2 = [probe_loss(model.eval(), [bos], probe)], [probe_loss(model, [bos], probe2)]
         kls = [probe_kl(model)]
         t0 = time.perf_counter()
-        for _ in range(steps):
+        from tqdm.auto import trange
+
+        for _ in trange(steps, desc=f"counting toy: {arm}", disable=not progress):
             model.train()
             if arm == "finetune":  # LM loss on the context's own tokens
                 ids = torch.tensor([context])
@@ -147,9 +150,12 @@ def plot_toy(result: dict, path: str | Path) -> Path:
     right.set_yscale("log")
     right.set_xlabel("training step")
     right.set_ylabel("mean loss per token on 64…71 (log)")
-    right.set_title(f"{result['model']} (SmolLM2-135M-Instruct, Q4_1-dequantised)")
+    right.set_title(f"{result['model']}: counting 64…71 without the context")
     right.legend(fontsize=8)
-    fig.tight_layout()
+    note = ("smollm2-135m = SmolLM2-135M-Instruct (instruction-tuned, Q4_1-dequantised); @Lk = its first k blocks"
+            if str(result["model"]).startswith("smollm2") else "")
+    fig.text(0.5, 0.01, note, ha="center", fontsize=8, color="dimgray")
+    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -157,12 +163,12 @@ def plot_toy(result: dict, path: str | Path) -> Path:
     return path
 
 
-def main(model: str = "smollm2-135m@L8", steps: int = 30, lr: float = 1e-4, output: str = "results/counting_toy") -> None:
+def main(model: str = "smollm2-135m", steps: int = 30, lr: float = 1e-4, output: str = "results/counting_toy") -> None:
     """``python -m hhhlab.distill.toy``: run the toy, write results.json and counting_toy.png."""
     from hhhlab.results import write_results
     from hhhlab.stats import Estimate
 
-    res = counting_toy(model, steps=steps, lr=lr)
+    res = counting_toy(model, steps=steps, lr=lr, progress=True)
     out = Path(output)
     plot_toy(res, out / "counting_toy.png")
     def point(v: float) -> Estimate:  # one deterministic run: no CI
@@ -179,6 +185,7 @@ def main(model: str = "smollm2-135m@L8", steps: int = 30, lr: float = 1e-4, outp
           f"fine-tuned {res['finetune']['probe_loss'][-1]:.3f}, distilled {res['distill']['probe_loss'][-1]:.3f} "
           f"(72..79 not trained on: distilled {res['distill']['probe_72_79_loss'][-1]:.3f}, prompted "
           f"{r['prompted_72_79']:.3f}, plain {r['plain_72_79']:.3f})")
+    print(f"wrote {out / 'results.json'} and {out / 'counting_toy.png'}")
 
 
 if __name__ == "__main__":

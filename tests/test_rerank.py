@@ -1,6 +1,7 @@
 """The re-ranking sweep (App. B.6, Figs 11-13): the estimator on a hand-computed example, the
 Lambada training groups, the sweep end to end on tiny models (a valid document, a resume that
-reruns nothing) and its report section."""
+reruns nothing) and its report section; the same for the code-correctness task (Figs 11-12) on
+tiny HumanEval/MBPP-format problems run in the sandbox."""
 
 from __future__ import annotations
 
@@ -163,3 +164,189 @@ def test_cli_flags_come_from_the_config():
         assert flag in res.output
     bad = CliRunner().invoke(app, ["sweep", "rerank", "--output", "x", "--samples", "0"])
     assert bad.exit_code != 0 and "samples" in str(bad.output) + str(bad.exception)
+
+
+# --- code correctness (--task code) -----------------------------------------------------------
+
+# A "text" problem: the completion lands inside a raw string, so almost any sample is a valid
+# program and the test (its length mod m) passes for about 1/m of a random model's samples: the
+# held-out problems get a mix of right and wrong samples, the ranking has something to rank.
+TEXT_PROMPT = 'def text():\n    """The text below."""\n    return TEXT\n\n\nTEXT = r"""'
+
+
+def _text_problem(task_id: str, m: int) -> dict:
+    return {"task_id": task_id, "entry_point": "text", "prompt": TEXT_PROMPT, "canonical_solution": "x" * m,
+            "test": f'"""\n\n\ndef check(candidate):\n    assert len(candidate()) % {m} == 0\n'}
+
+
+# Split by task-id hash: Toy/0, Toy/2 and MBPP 900 train, Toy/9 and Toy/12 held out; in the sweep's
+# own split of the training groups Toy/2 is held out (so both of its splits are non-empty).
+CODE_PROBLEMS = [
+    _text_problem("Toy/0", 2),
+    {"task_id": "Toy/2", "entry_point": "add", "prompt": 'def add(a, b):\n    """Return a + b."""\n',
+     "canonical_solution": "    return a + b\n", "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n"},
+    _text_problem("Toy/9", 2),
+    _text_problem("Toy/12", 3),
+]
+MBPP = [{"task_id": 900, "text": "Write a function to double a number.", "code": "def double(x):\n    return 2 * x",
+         "test_list": ["assert double(2) == 4", "assert double(0) == 0"], "test_setup_code": ""}]
+
+
+def _code_dir(root):
+    (root / "humaneval").mkdir(parents=True)
+    (root / "humaneval" / "HumanEval.jsonl").write_text("".join(json.dumps(p) + "\n" for p in CODE_PROBLEMS))
+    (root / "mbpp").mkdir()
+    (root / "mbpp" / "mbpp.jsonl").write_text("".join(json.dumps(p) + "\n" for p in MBPP))
+    return root
+
+
+def _code_cfg(tmp, data_dir, **over):
+    # best-effort: runs on machines without the namespace layers (the default, strict, is tested below)
+    base = dict(task="code", models=MODELS, output=str(tmp / "out"), data_dir=str(data_dir),
+                code_datasets="humaneval,mbpp", train_samples=3, samples=4, max_new_tokens=12, max_steps=2,
+                batch_size=2, lr=1e-3, dtype="float32", progress=False, max_length=128, sandbox="best-effort",
+                timeout_s=5.0)
+    return RerankConfig(**{**base, **over})
+
+
+@pytest.fixture(scope="module")
+def tiny_code_rerank(tmp_path_factory):
+    from hhhlab.store import ResultsStore
+
+    tmp = tmp_path_factory.mktemp("rerank-code")
+    cfg = _code_cfg(tmp, _code_dir(tmp / "data"))
+    store = ResultsStore(tmp / "store")
+    seen = []
+    doc = run_rerank(cfg, store=store, on_model=lambda m, r, cached: seen.append((m, cached)))
+    return cfg, store, doc, seen
+
+
+def test_code_problems_load_and_split_by_task_id(tmp_path):
+    from hhhlab.experiments.rerank_code import CodeTask, load_problems
+
+    cfg = _code_cfg(tmp_path, _code_dir(tmp_path / "data"))
+    problems = load_problems(cfg)
+    assert [p.id for p in problems] == ["humaneval:Toy/0", "humaneval:Toy/2", "humaneval:Toy/9", "humaneval:Toy/12",
+                                        "mbpp:900"]
+    add, mbpp = problems[1], problems[4]
+    assert add.context == add.prompt == CODE_PROBLEMS[1]["prompt"] and add.reference == "    return a + b\n"
+    assert mbpp.prompt == "" and "double a number" in mbpp.context and mbpp.reference.startswith("def double")
+    assert "check(add)" in add.tests
+    train, test = CodeTask().load(cfg)
+    assert sorted(p.id for p in test) == ["humaneval:Toy/12", "humaneval:Toy/9"]
+    assert sorted(p.id for p in train) == ["humaneval:Toy/0", "humaneval:Toy/2", "mbpp:900"]
+
+
+def test_code_training_groups_pair_passing_with_failing_programs(tmp_path):
+    from hhhlab.experiments.rerank_code import CodeTask, load_problems
+
+    cfg = _code_cfg(tmp_path, _code_dir(tmp_path / "data"))
+    text, add, _, _, mbpp = load_problems(cfg)
+    samples = [["ab", "abc", "abc", "abcd"],  # 2 right (even length), 'abc' twice: run once, one response
+               ["    return a - b\n", "    return b + a\n", "   "],  # one right; the blank one is not data
+               ["def double(x):\n    return x + x\n"] * 2]  # every sample right: no pair
+    groups, counts = CodeTask().training_groups(cfg, [text, add, mbpp], samples, tmp_path)
+    assert [g.responses for g in groups] == [["ab", "abcd", "abc"], ["    return b + a\n", "    return a - b\n"]]
+    assert [g.scores for g in groups] == [[1, 1, 0], [1, 0]]
+    assert all(g.kind == "binary" for g in groups) and groups[1].split_key == "code:humaneval:Toy/2"
+    assert counts == {"problems": 3, "samples": 9, "correct_samples": 5, "no_failing_sample": 1, "reference_added": 0}
+    # no sample passes: the reference solution is the correct program
+    groups, counts = CodeTask().training_groups(cfg, [add], [["    return 0\n"]], tmp_path / "b")
+    assert groups[0].responses == ["    return a + b\n", "    return 0\n"] and counts["reference_added"] == 1
+    assert groups[0].metadata["reference_added"] is True
+
+
+def test_code_sweep_writes_acc_at_k_series_with_cis(tiny_code_rerank):
+    cfg, _, _, seen = tiny_code_rerank
+    assert seen == [("tiny:llama,layers=2@L1", False), ("tiny:llama,layers=2", False)]
+    read = read_results(cfg.output + "/results.json", kind="sweep_rerank")
+    assert read.payload["task"] == "code" and read.payload["ks"] == [1, 2, 4]
+    assert any("HumanEval" in n for n in read.payload["notes"])
+    recs = read.payload["models"]
+    assert [r["model"] for r in recs] == cfg.model_list()
+    for r in recs:
+        assert r["task"] == "code" and r["n_eval_prompts"] == 2 and r["train_groups"] >= 2
+        assert r["greedy"] == {}  # Fig 12 has no greedy line
+        assert r["train_counts"]["problems"] == 3 and r["train_counts"]["reference_added"] >= 1
+        for k in ("1", "2", "4"):
+            per = r["acc_at_k"][k]
+            assert set(per) == {"pm", "il", "oracle", "average"}
+            for e in per.values():
+                assert e["n"] == 2 and 0.0 <= e["lo"] <= e["value"] <= e["hi"] <= 1.0
+            assert per["pm"]["value"] <= per["oracle"]["value"] + 1e-9
+            assert per["il"]["value"] <= per["oracle"]["value"] + 1e-9
+        assert r["acc_at_k"]["1"]["pm"]["value"] == pytest.approx(r["acc_at_k"]["1"]["average"]["value"])
+        assert set(r["pair_accuracy"]) == {"imitation", "preference"}
+        assert r["answers_example"]["sandbox_policy"] == "best-effort"
+    # the text problems give a random model right and wrong samples: there is something to rank
+    assert any(0 < r["acc_at_k"]["1"]["average"]["value"] < 1 for r in recs)
+    keys = set(read.estimates)
+    assert "code/tiny:llama,layers=2/pm@4" in keys and "code/tiny:llama,layers=2@L1/oracle@1" in keys
+    assert len(keys) == 2 * 3 * 4
+
+
+def test_code_resume_reruns_nothing_and_judges_once(tiny_code_rerank, monkeypatch):
+    cfg, store, doc, _ = tiny_code_rerank
+    from hhhlab.experiments import rerank, rerank_code
+
+    def boom(*a, **k):
+        raise AssertionError("a finished model was run again")
+
+    monkeypatch.setattr(rerank, "run_model", boom)
+    monkeypatch.setattr(rerank_code, "load_problems", boom)  # nothing to do: not even the data
+    seen = []
+    again = run_rerank(cfg, store=store, on_model=lambda m, r, cached: seen.append(cached))
+    assert seen == [True, True] and again["payload"]["models"] == doc["payload"]["models"]
+    runs = [r for r in store.runs("sweep_rerank") if r["config"]["task"] == "code"]
+    assert len(runs) == 1 and runs[0]["status"] == "finished"
+
+
+def test_code_verdicts_are_cached_with_their_samples(tiny_code_rerank, monkeypatch):
+    """A model killed after sampling re-reads its sandbox verdicts instead of running them again."""
+    cfg, _, _, _ = tiny_code_rerank
+    from pathlib import Path
+
+    from hhhlab.experiments.rerank import settings_digest
+    from hhhlab.experiments.rerank_code import CodeTask, load_problems
+
+    work = next((Path(cfg.output) / "models" / settings_digest(cfg)).iterdir())
+    data = json.loads((work / "eval_verdicts.json").read_text())
+    monkeypatch.setattr("hhhlab.sandbox.run_many", lambda *a, **k: pytest.fail("ran the programs again"))
+    problems = {p.id: p for p in load_problems(cfg)}
+    items = [problems[i] for i in data["passages"]]
+    statuses, sandbox = CodeTask().verdicts(cfg, items, data["samples"], work / "eval_verdicts.json")
+    assert statuses == data["statuses"] and sandbox["policy"] == "best-effort"
+
+
+def test_code_bad_input_is_a_clear_error(tmp_path):
+    from hhhlab.errors import DataError
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match=r"code re-ranking \(humaneval\): dataset not found.*humaneval/HumanEval"):
+        run_rerank(_code_cfg(tmp_path, empty, code_datasets="humaneval"))
+    (empty / "humaneval").mkdir()
+    (empty / "humaneval" / "HumanEval.jsonl").write_text("\n")
+    with pytest.raises(DataError, match="no humaneval problems in"):
+        run_rerank(_code_cfg(tmp_path, empty, code_datasets="humaneval"))
+    with pytest.raises(DataError, match="--code-datasets"):
+        run_rerank(_code_cfg(tmp_path, empty, code_datasets="apps"))
+    with pytest.raises(DataError, match="not a folder"):
+        run_rerank(_code_cfg(tmp_path, tmp_path / "nowhere"))
+
+
+def test_code_is_strict_by_default_and_refuses_before_sampling(tmp_path, monkeypatch):
+    from hhhlab import sandbox
+    from hhhlab.sandbox import SandboxError
+
+    def refuse(policy=None):
+        assert sandbox.resolve_policy(policy) == "strict"
+        raise SandboxError("strict sandbox policy: missing netns")
+
+    monkeypatch.delenv(sandbox.POLICY_ENV, raising=False)
+    monkeypatch.setattr(sandbox, "require", refuse)
+    monkeypatch.setattr("hhhlab.models.load.load_model", lambda *a, **k: pytest.fail("sampled before the check"))
+    cfg = _code_cfg(tmp_path, _code_dir(tmp_path / "data"), sandbox=None)
+    assert RerankConfig(task="code", output="x").max_new_tokens == 256 and cfg.sandbox is None
+    with pytest.raises(SandboxError, match="netns"):
+        run_rerank(cfg)

@@ -350,3 +350,49 @@ def test_code_is_strict_by_default_and_refuses_before_sampling(tmp_path, monkeyp
     assert RerankConfig(task="code", output="x").max_new_tokens == 256 and cfg.sandbox is None
     with pytest.raises(SandboxError, match="netns"):
         run_rerank(cfg)
+
+
+def test_report_draws_code_figs_11_and_12_next_to_lambada(tiny_rerank, tiny_code_rerank, tmp_path):
+    from hhhlab.report.collect import collect
+    from hhhlab.report.html import build_report
+    from hhhlab.report.svg import fmt
+
+    lam, code = tiny_rerank[0], tiny_code_rerank[0]
+    path, results = build_report(collect([lam.output, code.output]), tmp_path / "r.html")
+    status = {r.section.id: r.status for r in results}
+    assert status["rerank"] == "ok", [r.message for r in results if r.section.id == "rerank"]
+    html = path.read_text()
+    section = html[html.index('<section id="rerank"'):]
+    section = section[: section.index("</section>")]
+    charts = dict(re.findall(r'data-chart="([^"]+)" data-points="(\d+)"', section))
+    assert {"rerank-code-vs-k", "rerank-code-k2", "rerank-code-k4", "rerank-vs-k", "rerank-k2", "rerank-k4"} <= set(charts)
+    assert all(int(n) > 0 for n in charts.values()), charts
+    assert section.index("rerank-code-vs-k") < section.index('data-chart="rerank-vs-k"')  # Fig 11 is code
+    assert 'data-paper-fig="12"' in section and 'data-paper-fig="13"' in section
+    assert "Code: re-ranking top-1 accuracy vs k" in section and "Code Correctness with 2 Samples" in section
+    # Fig 11 on code: a solid PM and a dashed IL line per model; Fig 12's panels have no greedy line
+    assert section.count('data-series="PM · tiny:llama,layers=2"') == 2  # one per task
+    code_k2 = section[section.index('data-chart="rerank-code-k2"'):]
+    code_k2 = code_k2[: code_k2.index("</svg>")]
+    assert "Oracle" in code_k2 and "PM Scores" in code_k2 and "IL Sampled at T=0" not in code_k2
+    assert "is not in these documents" not in section and "HumanEval" in section
+    top = tiny_code_rerank[2]["payload"]["models"][1]["acc_at_k"]["4"]["il"]
+    assert f"{fmt(top['value'])} [{fmt(top['lo'])}, {fmt(top['hi'])}]" in section
+    cov = html[html.index('data-table="coverage"'):]
+    assert re.search(r'<tr data-fig="12">.*?<td>drawn</td>', cov) and re.search(r'<tr data-fig="13">.*?<td>drawn</td>', cov)
+
+
+def test_cli_task_code_flags_and_a_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from hhhlab.cli import app
+
+    res = CliRunner().invoke(app, ["sweep", "rerank", "--help"], env={"COLUMNS": "200"})
+    for flag in ("--task", "--code-datasets", "--sandbox", "--timeout-s"):
+        assert flag in res.output
+    (tmp_path / "data").mkdir()
+    bad = CliRunner().invoke(app, ["sweep", "rerank", "--task", "code", "--data-dir", str(tmp_path / "data"),
+                                   "--output", str(tmp_path / "out"), "--models", "tiny:llama,layers=2"])
+    assert bad.exit_code != 0 and "dataset not found" in str(bad.output) + str(bad.exception)
+    bad = CliRunner().invoke(app, ["sweep", "rerank", "--task", "apps", "--output", str(tmp_path / "out")])
+    assert bad.exit_code != 0 and "task" in str(bad.output) + str(bad.exception)

@@ -69,8 +69,9 @@ def load_yaml(path: Path) -> dict:
 
 
 def _rerank(**flags) -> None:
-    """Re-rank N samples per Lambada passage by PM score and by IL mean log-prob, per model of a
-    ladder: acc@k with the oracle and no-ranking lines (the paper's Figs 11-13), results.json."""
+    """Re-rank N samples per Lambada passage (--task lambada) or per code problem run with its
+    tests (--task code) by PM score and by IL mean log-prob, per model of a ladder: acc@k with the
+    oracle and no-ranking lines (the paper's Figs 11-13), results.json."""
     from hhhlab.configflags import build_config
     from hhhlab.experiments.rerank import SERIES, RerankConfig, run_rerank
 
@@ -86,7 +87,7 @@ def _rerank(**flags) -> None:
                       f"average {top['average']['value']:.3f}")
 
     doc = run_rerank(cfg, on_model=on_model)
-    table = Table(title="Lambada re-ranking: top-1 accuracy of k samples (95% CI)")
+    table = Table(title=f"{doc['payload']['task'].capitalize()} re-ranking: top-1 accuracy of k samples (95% CI)")
     for col in ("model", "k", *(SERIES[s] for s in ("pm", "il", "oracle", "average"))):
         table.add_column(col)
     for r in doc["payload"]["models"]:
@@ -94,8 +95,8 @@ def _rerank(**flags) -> None:
             per = r["acc_at_k"][str(k)]
             table.add_row(r["model"], str(k), *(f"{per[s]['value']:.3f} [{per[s]['lo']:.3f}, {per[s]['hi']:.3f}]"
                                                  for s in ("pm", "il", "oracle", "average")))
-        g = r["greedy"]["il_greedy"]
-        table.add_row(r["model"], "T=0", f"IL greedy {g['value']:.3f} [{g['lo']:.3f}, {g['hi']:.3f}]", "", "", "")
+        if g := r["greedy"].get("il_greedy"):  # Lambada only (Fig 13)
+            table.add_row(r["model"], "T=0", f"IL greedy {g['value']:.3f} [{g['lo']:.3f}, {g['hi']:.3f}]", "", "", "")
     console.print(table)
     console.print(f"results: {Path(cfg.output) / 'results.json'} (hhhlab report --runs {cfg.output})")
 

@@ -1,13 +1,15 @@
 """Re-ranking samples by PM score vs IL mean log-prob (paper Figs 11-13), from ``sweep_rerank``
 documents (`hhhlab.experiments.rerank`).
 
-* Fig 11's layout: top-1 accuracy of the re-ranked sample vs the number of samples k (log x),
-  one colour per model size, solid = PM, dashed = IL. The paper's Fig 11 is code correctness;
-  this lab measures Lambada, so the figure is that layout on Lambada (said in the caption).
-* Fig 13: accuracy vs model size for chosen k (the paper's 2, 8, 32, 96 where measured, else the
-  measured k up to N), series Oracle, Average (No Ranking), IL Mean Log-Probs, PM Scores and
-  IL Sampled at T=0.
-* A table of every (model, k) with its four estimates, and the greedy and held-out pair
+One block per task in the documents (``payload.task``: ``code`` first, then ``lambada``):
+
+* Fig 11: top-1 accuracy of the re-ranked sample vs the number of samples k (log x), one colour
+  per model size, solid = PM, dashed = IL. The paper's Fig 11 is code correctness (``--task
+  code``); a Lambada document gets the same layout, said in its caption.
+* Fig 12 (code) / Fig 13 (Lambada): accuracy vs model size for chosen k (the paper's 2, 8, 32,
+  96 where measured, else the measured k up to N), series Oracle, Average (No Ranking), IL Mean
+  Log-Probs, PM Scores, and on Lambada IL Sampled at T=0.
+* A table of every (model, k) with its four estimates, and the greedy (Lambada) and held-out pair
   accuracies.
 """
 
@@ -26,6 +28,10 @@ STYLE = {"oracle": ("Oracle", "black", True), "average": ("Average (No Ranking)"
          "il": ("IL Mean Log-Probs", "tab:orange", False), "pm": ("PM Scores", "tab:blue", False),
          "il_greedy": ("IL Sampled at T=0", "tab:green", True)}
 FIG_OF_TASK = {"lambada": "13", "code": "12"}
+#: what a prompt is called, and what a training pair is, per task
+UNIT = {"lambada": "passages", "code": "problems"}
+PAIRS = {"lambada": "(target, wrong answer) pairs", "code": "(passing, failing) program pairs"}
+TITLE = {"lambada": "Lambada", "code": "Code"}
 INSTRUCT_NOTE = ("The default model, smollm2-135m, is SmolLM2-135M-Instruct: instruction-tuned, unlike the "
                  "paper's pretrained base LMs, so its samples (and the IL/PM starting point) differ in kind.")
 
@@ -52,7 +58,7 @@ def chosen_ks(measured: list[int]) -> list[int]:
 
 
 def _vs_k(task: str, recs: list[tuple[dict, Source]]) -> svg.Chart:
-    chart = svg.Chart(f"{task.capitalize()}: re-ranking top-1 accuracy vs k", "Number of samples k",
+    chart = svg.Chart(f"{TITLE.get(task, task)}: re-ranking top-1 accuracy vs k", "Number of samples k",
                       "Top-1 accuracy")
     for i, (r, _) in enumerate(recs):
         colour = svg.PALETTE[i % len(svg.PALETTE)]
@@ -66,7 +72,7 @@ def _vs_k(task: str, recs: list[tuple[dict, Source]]) -> svg.Chart:
 
 
 def _vs_size(task: str, k: int, recs: list[tuple[dict, Source]]) -> svg.Chart:
-    chart = svg.Chart(f"{task.capitalize()} Correctness with {k} Samples", "Non-embedding parameters",
+    chart = svg.Chart(f"{TITLE.get(task, task)} Correctness with {k} Samples", "Non-embedding parameters",
                       "Top-1 accuracy")
     for series, (label, colour, dashed) in STYLE.items():
         pts = []
@@ -76,7 +82,8 @@ def _vs_size(task: str, k: int, recs: list[tuple[dict, Source]]) -> svg.Chart:
                 pts.append(p)
         if pts:
             chart.series.append(svg.Series(label, pts, colour, dashed=dashed))
-    chart.note = f"Each point: mean over passages of the top-1 accuracy of {k} samples, bootstrap 95% CI."
+    chart.note = (f"Each point: mean over {UNIT.get(task, 'prompts')} of the top-1 accuracy of {k} samples, "
+                  "bootstrap 95% CI.")
     return chart
 
 
@@ -89,7 +96,8 @@ class RerankSection(Section):
              "curves on code fall at large k. On Lambada the IL baseline is strong because it matches the "
              "pretraining objective.")
     stage_module = "hhhlab.experiments.rerank"
-    how_to_run = "hhhlab sweep rerank --models smollm2-135m@L2,@L4 --data-dir DIR --output OUT"
+    how_to_run = ("hhhlab sweep rerank --task code --models smollm2-135m@L2,@L4 --data-dir DIR --output OUT "
+                  "(or --task lambada)")
 
     def render(self, sources: list[Source]) -> Rendered:
         out = Rendered()
@@ -97,7 +105,7 @@ class RerankSection(Section):
         if not records:
             out.blocks.append("<p class='warn'>No re-ranked models in these documents.</p>")
             return out
-        tasks = list(dict.fromkeys(t for t, _ in records))
+        tasks = sorted(dict.fromkeys(t for t, _ in records), key=lambda t: (t != "code", t))  # Fig 11 is code
         measured = []
         for task in tasks:
             recs = sorted((v for (t, _), v in records.items() if t == task), key=lambda v: v[0]["non_embedding_params"])
@@ -119,16 +127,18 @@ class RerankSection(Section):
                                  per["average"]])
             out.blocks.append(table(["model", "non-emb params", "k", "PM Scores", "IL Mean Log-Probs", "Oracle",
                                      "Average (No Ranking)"], rows,
-                                    caption=f"{task.capitalize()}: top-1 accuracy of k samples [95% CI]",
+                                    caption=f"{TITLE.get(task, task)}: top-1 accuracy of k samples [95% CI]",
                                     table_id=f"rerank-{task}-acc"))
             rows = [[r["model"], r["n_eval_prompts"], r["n_samples"], r["greedy"].get("il_greedy"),
                      r["greedy"].get("lm_greedy"), (r.get("pair_accuracy") or {}).get("preference"),
                      (r.get("pair_accuracy") or {}).get("imitation"), r.get("train_groups"),
                      r.get("eval_prompts_with_a_correct_sample")] for r, _ in recs]
-            out.blocks.append(table(["model", "passages", "N", "IL at T=0", "LM at T=0", "PM pair acc", "IL pair acc",
-                                     "training groups", "passages with a right sample"], rows,
-                                    caption="Greedy accuracy, and held-out pairwise accuracy of the PM and IL cells "
-                                            "on the sampled (target, wrong answer) pairs",
+            unit = UNIT.get(task, "prompts")
+            out.blocks.append(table(["model", unit, "N", "IL at T=0", "LM at T=0", "PM pair acc", "IL pair acc",
+                                     "training groups", f"{unit} with a right sample"], rows,
+                                    caption=(f"{TITLE.get(task, task)}: greedy accuracy (Lambada only), and held-out "
+                                             "pairwise accuracy of the PM and IL cells on the sampled "
+                                             f"{PAIRS.get(task, 'pairs')}"),
                                     table_id=f"rerank-{task}-models"))
             big = recs[-1][0]
             n = big["ks"][-1]
@@ -141,9 +151,10 @@ class RerankSection(Section):
             notes.append(INSTRUCT_NOTE)
         if "code" not in tasks:
             notes.append("Code correctness re-ranking (the paper's Figs 11-12, HumanEval-style functions run "
-                         "against their tests) is not run: only Lambada is measured.")
-        for s in sources:
-            notes += [n for n in s.doc.payload.get("notes") or [] if n not in notes and "code" not in n.lower()]
+                         "against their tests) is not in these documents: only Lambada is measured here "
+                         "(hhhlab sweep rerank --task code runs it).")
+        for s in sources:  # older Lambada documents say code is not run: the line above says it when true
+            notes += [n for n in s.doc.payload.get("notes") or [] if n not in notes and "not run" not in n]
         out.blocks.append("<ul class='muted'>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
         out.measured = "; ".join(measured)
         return out

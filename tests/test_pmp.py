@@ -223,7 +223,7 @@ def test_synthetic_cells_compute_what_the_one_run_per_cell_commands_compute(tmp_
     from hhhlab.pmp.sweep import SyntheticSweepConfig, run_synthetic
 
     cfg = SyntheticSweepConfig(model=TINY, conditions=["none"], letters=3, sizes=[0, 8], eval_pairs=20,
-                               output=str(tmp_path / "s"), base_lr=1e-1)
+                               output=str(tmp_path / "s"), base_lr=1e-1, lm_weight=1.0)  # = FinetuneConfig's (1, 1)
     fast = {p["n"]: p for p in run_synthetic(cfg)["points"]}
     data = sorted((tmp_path / "s" / "data").glob("T0-*.jsonl"))
     train, ev = (next(f for f in data if "finetune" in f.name), next(f for f in data if "eval" in f.name))

@@ -69,11 +69,11 @@ class DemoConfig(BaseModel):
     distill_tokens: int = Field(4096, ge=64, description="distillation tokens (teacher-cached)")
     distill_heldout_tokens: int = Field(256, ge=16, description="held-out tokens for the KL closed")
     distill_context: int = Field(64, ge=16, description="text tokens per distillation window")
-    pmp_rung: str = Field("@L1", description="rung for the synthetic ranked-vs-binary PMP experiment (its cost is "
-                          "the LM head over the vocabulary, so one block is enough: docs/pmp.md)")
+    pmp_rung: str = Field("@L1", description="rung for the synthetic ranked-vs-binary PMP experiment (one block "
+                          "learns the 676-symbol order: docs/pmp.md)")
     pmp_conditions: str = Field("none,Tb,T2", description="none, Tb (binary), T1-T4 (scrambled ranked)")
-    pmp_pairs: int = Field(512, ge=8, description="pre-training pairs per PMP condition")
-    pmp_sizes: str = Field("0,32,128", description="fine-tuning pair counts")
+    pmp_pairs: int = Field(1024, ge=8, description="pre-training pairs per PMP condition (the full experiment: 4,096)")
+    pmp_sizes: str = Field("0,64,256", description="fine-tuning pair counts")
     data_dir: str | None = Field(None, description="local data laid out like shared/data (else: PyPI / generated)")
     fetch: bool = Field(True, description="fetch BIG-bench from PyPI when it is not cached and no --data-dir")
     feedback_db: str | None = Field(None, description="comparisons for the Elo stage: a database (SQLAlchemy URL "

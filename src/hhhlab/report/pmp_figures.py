@@ -52,8 +52,12 @@ def _curve(ax, pts: list[dict], label: str, **kw) -> None:
 def _save(fig, path: Path, note: str) -> Path:
     if "smollm2" in note.lower() and DEFAULT_MODEL_NOTE not in note:
         note += f" {DEFAULT_MODEL_NOTE}."
-    fig.text(0.01, 0.005, note, fontsize=7, color="#555")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    import textwrap
+
+    # wrapped to the figure's width (at 7 pt about 17 characters per inch), so no caveat is clipped
+    lines = textwrap.wrap(note, width=max(40, int(fig.get_figwidth() * 17)))
+    fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, color="#555", va="bottom")
+    fig.tight_layout(rect=(0, 0.015 + 0.028 * len(lines), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

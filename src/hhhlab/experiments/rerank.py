@@ -308,12 +308,25 @@ def _cached_samples(path: Path, engine, cfg: RerankConfig, task: RerankTask, ite
 
 def _sample(engine, cfg: RerankConfig, task: RerankTask, items: list, n: int, temperature: float
             ) -> list[list[str]]:
-    """``n`` completions per item (``temperature`` 0: greedy), cut at the task's stop sequences."""
+    """``n`` completions per item (``temperature`` 0: greedy), cut at the task's stop sequences.
+
+    Items go to the engine a few at a time behind a progress bar (code samples take minutes):
+    a sample depends only on (seed, prompt, index), so the chunking does not change any sample."""
+    from tqdm.auto import tqdm
+
     from hhhlab.models.engine import GenerationConfig
 
     gen = GenerationConfig(max_new_tokens=cfg.new_tokens(), temperature=temperature, num_samples=n,
                            stop=task.stop(), seed=cfg.seed)
-    return engine.generate([task.prompt(p) for p in items], gen)
+    prompts = [task.prompt(p) for p in items]
+    chunk = 4
+    out: list[list[str]] = []
+    with tqdm(total=len(prompts), unit="prompt", disable=not cfg.progress,
+              desc=f"sampling {n} per prompt" + (" (T=0)" if temperature == 0 else "")) as bar:
+        for i in range(0, len(prompts), chunk):
+            out += engine.generate(prompts[i : i + chunk], gen)
+            bar.update(len(prompts[i : i + chunk]))
+    return out
 
 
 def run_model(cfg: RerankConfig, model: str, train: list, test: list, *, store: ResultsStore) -> dict:

@@ -70,6 +70,8 @@ def counting_toy(model_spec: str = "smollm2-135m", *, steps: int = 30, lr: float
                  seed: int = 0, progress: bool = False) -> dict:
     """Both arms of the toy; returns curves and the prompted / plain reference losses.
     ``progress``: a bar per arm (the full default model takes a few seconds a step on a CPU)."""
+    from tqdm.auto import trange
+
     from hhhlab.models.engine import Engine
     from hhhlab.models.load import load_model
 
@@ -99,8 +101,6 @@ def counting_toy(model_spec: str = "smollm2-135m", *, steps: int = 30, lr: float
         curve, curve2 = [probe_loss(model.eval(), [bos], probe)], [probe_loss(model, [bos], probe2)]
         kls = [probe_kl(model)]
         t0 = time.perf_counter()
-        from tqdm.auto import trange
-
         for _ in trange(steps, desc=f"counting toy: {arm}", disable=not progress):
             model.train()
             if arm == "finetune":  # LM loss on the context's own tokens
@@ -133,6 +133,8 @@ def plot_toy(result: dict, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from hhhlab.report.footnote import save_with_note
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     losses_n = result["per_number_loss"]
     n = list(range(1, len(losses_n) + 1))
@@ -154,13 +156,7 @@ def plot_toy(result: dict, path: str | Path) -> Path:
     right.legend(fontsize=8)
     note = ("smollm2-135m = SmolLM2-135M-Instruct (instruction-tuned, Q4_1-dequantised); @Lk = its first k blocks"
             if str(result["model"]).startswith("smollm2") else "")
-    fig.text(0.5, 0.01, note, ha="center", fontsize=8, color="dimgray")
-    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_with_note(fig, path, note)
 
 
 def main(model: str = "smollm2-135m", steps: int = 30, lr: float = 1e-4, output: str = "results/counting_toy") -> None:

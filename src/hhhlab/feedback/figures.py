@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from hhhlab.report.figures import CONDITION_STYLE
+from hhhlab.report.footnote import save_with_note
 
 
 def plot_win_table(table: Mapping[str, Mapping[str, Mapping[str, float]]], path: str | Path,
@@ -39,8 +40,7 @@ def plot_win_table(table: Mapping[str, Mapping[str, Mapping[str, float]]], path:
     ax.set_ylabel("row")
     ax.set_title("Head-to-head win rate of row vs column (Table 2)")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_with_note(fig, path)
 
 
 def plot_elo_vs_params(elo: Mapping[str, Mapping[str, Any]], systems: Mapping[str, Mapping[str, Any]],
@@ -74,18 +74,7 @@ def plot_elo_vs_params(elo: Mapping[str, Mapping[str, Any]], systems: Mapping[st
     ax.set_title("Elo from human preferences (Fig 9)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    if caveats:
-        fig.text(0.01, 0.01, "; ".join(sorted(set(caveats)))[:200], fontsize=6, color="#555")
-    fig.tight_layout(rect=(0, 0.04 if caveats else 0, 1, 1))
-    return _save(fig, path)
-
-
-def _save(fig, path: str | Path) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_with_note(fig, path, "; ".join(sorted(set(caveats or [])))[:200])
 
 
 def _short(name: str, width: int = 28) -> str:

@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter
 
 from hhhlab.pmp.analysis import mean_gain_curve, reference_sizes, sweep_figure_plan, transfer_at
+from hhhlab.report.footnote import save_with_note
 
 DEFAULT_MODEL_NOTE = "SmolLM2-135M-Instruct (Q4_1-dequantised) rungs"
 
@@ -52,16 +53,7 @@ def _curve(ax, pts: list[dict], label: str, **kw) -> None:
 def _save(fig, path: Path, note: str) -> Path:
     if "smollm2" in note.lower() and DEFAULT_MODEL_NOTE not in note:
         note += f" {DEFAULT_MODEL_NOTE}."
-    import textwrap
-
-    # wrapped to the figure's width (at 7 pt about 17 characters per inch), so no caveat is clipped
-    lines = textwrap.wrap(note, width=max(40, int(fig.get_figwidth() * 17)))
-    fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, color="#555", va="bottom")
-    fig.tight_layout(rect=(0, 0.015 + 0.028 * len(lines), 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_with_note(fig, path, note)
 
 
 def fig33_synthetic(points: list[dict], path: str | Path, *, model: str, letters: int = 26) -> Path:

@@ -21,6 +21,19 @@ MODELS = "tiny:llama,layers=2@L1,tiny:llama,layers=2"
 WORDS = ("dog", "fox", "capital", "model", "answer", "python", "history", "function", "numbers", "sky")
 
 
+
+def _check_acc_at_k(r: dict, n_prompts: int) -> None:
+    """A model record's acc@k for k = 1, 2, 4: four series with CIs over ``n_prompts``, neither
+    ranking above the oracle, and k = 1 (one random sample) equal to no ranking."""
+    for k in ("1", "2", "4"):
+        per = r["acc_at_k"][k]
+        assert set(per) == {"pm", "il", "oracle", "average"}
+        for e in per.values():
+            assert e["n"] == n_prompts and 0.0 <= e["lo"] <= e["value"] <= e["hi"] <= 1.0
+        assert per["pm"]["value"] <= per["oracle"]["value"] + 1e-9
+        assert per["il"]["value"] <= per["oracle"]["value"] + 1e-9
+    assert r["acc_at_k"]["1"]["pm"]["value"] == pytest.approx(r["acc_at_k"]["1"]["average"]["value"])
+
 def test_acc_at_k_and_the_three_lines_on_a_hand_computed_example():
     # ranked best first, correct at ranks 2 and 4 of 4: the best of a random pair is right in 2 of
     # the 6 pairs ({2,3}, {2,4}): (0·C(3,1) + 1·C(2,1) + 0·C(1,1) + 1·C(0,1)) / C(4,2) = 2/6
@@ -92,14 +105,7 @@ def test_sweep_writes_a_valid_document_per_model(tiny_rerank):
     assert recs[0]["non_embedding_params"] < recs[1]["non_embedding_params"]
     for r in recs:
         assert r["n_eval_prompts"] == 6 and r["train_groups"] >= 2
-        for k in ("1", "2", "4"):
-            per = r["acc_at_k"][k]
-            assert set(per) == {"pm", "il", "oracle", "average"}
-            for e in per.values():
-                assert e["n"] == 6 and 0.0 <= e["lo"] <= e["value"] <= e["hi"] <= 1.0
-            assert per["pm"]["value"] <= per["oracle"]["value"] + 1e-9
-            assert per["il"]["value"] <= per["oracle"]["value"] + 1e-9
-        assert r["acc_at_k"]["1"]["pm"]["value"] == pytest.approx(r["acc_at_k"]["1"]["average"]["value"])
+        _check_acc_at_k(r, n_prompts=6)
         assert set(r["greedy"]) == {"il_greedy", "lm_greedy"} and r["greedy"]["il_greedy"]["n"] == 6
         assert set(r["pair_accuracy"]) == {"imitation", "preference"}
     keys = set(read.estimates)
@@ -268,14 +274,7 @@ def test_code_sweep_writes_acc_at_k_series_with_cis(tiny_code_rerank):
         assert r["task"] == "code" and r["n_eval_prompts"] == 2 and r["train_groups"] >= 2
         assert r["greedy"] == {}  # Fig 12 has no greedy line
         assert r["train_counts"]["problems"] == 3 and r["train_counts"]["reference_added"] >= 1
-        for k in ("1", "2", "4"):
-            per = r["acc_at_k"][k]
-            assert set(per) == {"pm", "il", "oracle", "average"}
-            for e in per.values():
-                assert e["n"] == 2 and 0.0 <= e["lo"] <= e["value"] <= e["hi"] <= 1.0
-            assert per["pm"]["value"] <= per["oracle"]["value"] + 1e-9
-            assert per["il"]["value"] <= per["oracle"]["value"] + 1e-9
-        assert r["acc_at_k"]["1"]["pm"]["value"] == pytest.approx(r["acc_at_k"]["1"]["average"]["value"])
+        _check_acc_at_k(r, n_prompts=2)
         assert set(r["pair_accuracy"]) == {"imitation", "preference"}
         assert r["answers_example"]["sandbox_policy"] == "best-effort"
     # the text problems give a random model right and wrong samples: there is something to rank

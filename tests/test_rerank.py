@@ -10,6 +10,7 @@ import random
 import re
 
 import pytest
+from pydantic import ValidationError
 
 from hhhlab.experiments.rerank import Passage, RerankConfig, run_rerank, training_groups
 from hhhlab.results import read_results
@@ -262,6 +263,39 @@ def test_code_training_groups_pair_passing_with_failing_programs(tmp_path):
     assert groups[0].metadata["reference_added"] is True
 
 
+CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+def test_code_chat_format_asks_in_the_models_template_for_the_same_programs(tmp_path):
+    from hhhlab.errors import DataError
+    from hhhlab.experiments.rerank_code import CodeTask, load_problems
+    from hhhlab.models.tiny import tiny_tokenizer
+
+    cfg = _code_cfg(tmp_path, _code_dir(tmp_path / "data"))
+    problems = load_problems(cfg)
+    add, mbpp = problems[1], problems[4]
+    plain_tok, chat_tok = tiny_tokenizer(), tiny_tokenizer()
+    chat_tok.chat_template = CHAT_TEMPLATE
+    task = CodeTask()
+    # auto: the paper's contexts, unchanged, without a template; the chat format with one
+    assert task.for_model(cfg, plain_tok, [add, mbpp]) == ([add, mbpp], {"code_format": "plain"})
+    items, fmt = task.for_model(cfg, chat_tok, [add, mbpp])
+    assert fmt == {"code_format": "chat"}
+    assert items[0].context == (f"<user>Complete the following Python function.\n```python\n{add.prompt}```\n"
+                                f"<assistant>```python\n{add.prompt}")
+    assert items[1].context == ("<user>Write a function to double a number. Your code should pass this test:\n"
+                                "assert double(2) == 4\n<assistant>```python\n")
+    # the same programs run: only what the model (and the rankers) condition on changes
+    assert [(p.id, p.prompt, p.tests, p.reference) for p in items] == [
+        (p.id, p.prompt, p.tests, p.reference) for p in (add, mbpp)]
+    assert task.for_model(cfg.model_copy(update={"code_format": "plain"}), chat_tok, [add]) == (
+        [add], {"code_format": "plain"})
+    with pytest.raises(DataError, match="--code-format chat: .*no chat template"):
+        task.for_model(cfg.model_copy(update={"code_format": "chat"}), plain_tok, [add])
+    assert "```" in task.stop()  # a chat answer's closing fence ends the program
+
+
 def test_code_sweep_writes_acc_at_k_series_with_cis(tiny_code_rerank):
     cfg, _, _, seen = tiny_code_rerank
     assert seen == [("tiny:llama,layers=2@L1", False), ("tiny:llama,layers=2", False)]
@@ -277,6 +311,7 @@ def test_code_sweep_writes_acc_at_k_series_with_cis(tiny_code_rerank):
         _check_acc_at_k(r, n_prompts=2)
         assert set(r["pair_accuracy"]) == {"imitation", "preference"}
         assert r["answers_example"]["sandbox_policy"] == "best-effort"
+        assert r["code_format"] == "plain"  # auto: the tiny tokenizer has no chat template
     # the text problems give a random model right and wrong samples: there is something to rank
     assert any(0 < r["acc_at_k"]["1"]["average"]["value"] < 1 for r in recs)
     keys = set(read.estimates)
@@ -328,8 +363,8 @@ def test_code_bad_input_is_a_clear_error(tmp_path):
     (empty / "humaneval" / "HumanEval.jsonl").write_text("\n")
     with pytest.raises(DataError, match="no humaneval problems in"):
         run_rerank(_code_cfg(tmp_path, empty, code_datasets="humaneval"))
-    with pytest.raises(DataError, match="--code-datasets"):
-        run_rerank(_code_cfg(tmp_path, empty, code_datasets="apps"))
+    with pytest.raises(ValidationError, match="--code-datasets 'apps'"):  # refused with the config
+        _code_cfg(tmp_path, empty, code_datasets="apps")
     with pytest.raises(DataError, match="not a folder"):
         run_rerank(_code_cfg(tmp_path, tmp_path / "nowhere"))
 

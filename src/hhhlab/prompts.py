@@ -219,13 +219,23 @@ def _plain_variant(name: str, description: str, space: str, turn_gap: str, separ
     return FormatVariant(name, description, render)
 
 
+def chat_turn(tokenizer: Any, user_text: str, assistant_prefix: str = "", system: str | None = None) -> str:
+    """One user turn in the model's own chat template, then the assistant's header and the start
+    of its answer (``assistant_prefix``): the text an instruction-tuned model continues."""
+    messages = [{"role": "user", "content": user_text}]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + assistant_prefix
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
 def _chat_template_variant(tokenizer: Any) -> FormatVariant:
     def render(prompt: Prompt | None, human_text: str, assistant_prefix: str = "") -> str:
-        messages = [{"role": "user", "content": human_text}]
-        if prompt is not None:
-            messages.insert(0, {"role": "system", "content": prompt.text})
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return text + assistant_prefix.lstrip(" ")
+        return chat_turn(tokenizer, human_text, assistant_prefix.lstrip(" "),
+                         system=prompt.text if prompt is not None else None)
 
     return FormatVariant(
         "chat-template",
@@ -257,7 +267,7 @@ def format_variants(tokenizer: Any = None) -> list[FormatVariant]:
         _plain_variant("compact", "single newlines between turns and around '-----' (BIG-bench style)",
                        " ", "\n", "\n-----\n"),
     ]
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+    if tokenizer is not None and has_chat_template(tokenizer):
         variants.append(_chat_template_variant(tokenizer))
     return variants
 

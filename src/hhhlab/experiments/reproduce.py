@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hhhlab.configflags import build_config
 from hhhlab.errors import DataError, HHHLabError
@@ -91,7 +91,29 @@ class ReproduceConfig(BaseModel):
                                                             "training cells with >1 GPU launch with it")
     evals: EvalStudy | None = Field(default_factory=lambda: EvalStudy(), description="null: skip the evals")
     pm_vs_il: PmVsIlStudy | None = Field(default_factory=lambda: PmVsIlStudy(), description="null: skip PM vs IL")
+    # The other stages (`experiments.stages`): each section holds its command's own config keys,
+    # checked against that command's schema when the study is loaded; null or absent: skipped.
+    rerank: dict[str, Any] | None = Field(None, description="`hhhlab sweep rerank` keys (Lambada, Figs 11/13); "
+                                                            "one cell per model")
+    rerank_code: dict[str, Any] | None = Field(None, description="`hhhlab sweep rerank --task code` keys "
+                                                                 "(Figs 11/12); one cell per model")
+    distill: dict[str, Any] | None = Field(None, description="`hhhlab distill` keys plus compare: {`hhhlab distill "
+                                                             "compare` keys} (or null); one cell per model")
+    pmp_synthetic: dict[str, Any] | None = Field(None, description="`hhhlab sweep pmp-synthetic` keys (Fig 33)")
+    pmp: dict[str, Any] | None = Field(None, description="`hhhlab sweep pmp` keys (sources, targets, ...; "
+                                                         "Figs 4/5); models: the study's ladder")
     ray: RaySettings = Field(default_factory=lambda: RaySettings())
+
+    @model_validator(mode="after")
+    def _check_stages(self) -> ReproduceConfig:
+        from hhhlab.experiments.stages import STAGES, check_sections
+
+        check_sections({name: getattr(self, name) for name in STAGES}, self.study_settings())
+        return self
+
+    def study_settings(self) -> dict[str, Any]:
+        """What a stage section inherits from the study."""
+        return {"models": self.models, "data_dir": self.data_dir, "dtype": self.dtype, "seed": self.seed}
 
 
 # -- configs shipped in the package -----------------------------------------------------------
@@ -275,7 +297,43 @@ def plan(cfg: ReproduceConfig) -> tuple[list[Cell], dict[str, Any]]:
                     info["train"][key] = sc
         info["sweep"] = sweep
         info["datasets"] = datasets
+    info["stage"] = {}
+    cells += stage_cells(cfg, info)
     return cells, info
+
+
+def stage_cells(cfg: ReproduceConfig, info: dict[str, Any]) -> list[Cell]:
+    """The cells of the re-ranking, distillation and PMP sections (`experiments.stages`). A cell's
+    folder is named by its settings, so changed settings never meet an old cache."""
+    from hhhlab.experiments.stages import STAGES, build_cell_config, run_stage_cell, stage_models
+
+    out = Path(cfg.output)
+    study = cfg.study_settings()
+    cells = []
+    for name, stage in STAGES.items():
+        section = getattr(cfg, name)
+        if section is None:
+            continue
+        for model in stage_models(section, cfg.models) if stage.ladder else [None]:
+            settings = build_cell_config(stage, section, study, model, Path("CELL")).model_dump()
+            key = f"{name}-{_key(name, model, settings)}"
+            slug = "".join(c if c.isalnum() or c in "@._-" else "_" for c in (model or name))
+            config = build_cell_config(stage, section, study, model, out / name / f"{slug}-{key[-12:]}")
+            cells.append(Cell(key, run_stage_cell, (name, config), gpus=cfg.ray.gpus_per_cell,
+                              cpus=cfg.ray.cpus_per_cell))
+            info["stage"][key] = (name, model)
+    return cells
+
+
+def cell_label(info: dict[str, Any], cell: Cell) -> str:
+    """What a cell is, in a few words (``--dry-run``)."""
+    if cell.key in info["eval"]:
+        return f"evals {info['eval'][cell.key]}"
+    if cell.key in info["train"]:
+        sc = info["train"][cell.key]
+        return f"pm_vs_il {sc.model} {sc.objective} {sc.dataset}"
+    name, model = info["stage"][cell.key]
+    return f"{name} {model or ''}".rstrip()
 
 
 def cell_doc(out: Path, key: str) -> Path:
@@ -287,14 +345,18 @@ def is_finished(out: Path, key: str) -> bool:
     if not path.exists():
         return False
     try:
-        return read_results(path).provenance.get("cell") == key
+        doc = read_results(path)
     except (SchemaError, HHHLabError):
         return False
+    # a cell skipped for missing data runs again: the data may be there now
+    return doc.provenance.get("cell") == key and not doc.payload.get("skipped")
 
 
-def record_cell(cfg: ReproduceConfig, info: dict[str, Any], cell: Cell, result: dict[str, Any]) -> Path:
+def record_cell(cfg: ReproduceConfig, info: dict[str, Any], cell: Cell, result: Any) -> Path:
     """The driver writes each finished cell's document as soon as it arrives."""
     out = Path(cfg.output)
+    if cell.key in info["stage"]:
+        return record_stage_cell(cfg, cell.key, result)
     if cell.key in info["eval"]:
         return write_results(cell_doc(out, cell.key), "eval", config=result["suite"], estimates=result["estimates"],
                              payload=result["payload"], models=list(result["payload"].get("models", {})),
@@ -308,6 +370,20 @@ def record_cell(cfg: ReproduceConfig, info: dict[str, Any], cell: Cell, result: 
                          payload={"cell": {"model": sc.model, "objective": sc.objective, "dataset": sc.dataset,
                                            **summary}},
                          models=[sc.model], dtype=cell.args[0].get("dtype"), cell=cell.key, study=cfg.name)
+
+
+def record_stage_cell(cfg: ReproduceConfig, key: str, docs: list[dict]) -> Path:
+    """A stage cell's documents (the command's own, stamped with the cell and study):
+    ``results-N.json`` for the second and later ones, then ``results.json``, the finished marker."""
+    from hhhlab.results import parse_results
+    from hhhlab.store import atomic_write_json
+
+    folder = cell_doc(Path(cfg.output), key).parent
+    for i, doc in reversed(list(enumerate(docs))):
+        parse_results(doc, source=f"cell {key}")  # a command that wrote no valid document fails here
+        stamped = {**doc, "provenance": {**doc.get("provenance", {}), "cell": key, "study": cfg.name}}
+        atomic_write_json(folder / ("results.json" if i == 0 else f"results-{i}.json"), stamped)
+    return folder / "results.json"
 
 
 def assemble(cfg: ReproduceConfig, cells: list[Cell], info: dict[str, Any]) -> list[Path]:
@@ -348,6 +424,9 @@ def report_sources(cfg: ReproduceConfig, info: dict[str, Any]) -> list[str]:
     """What the study's report reads: the eval cells' documents and the stage documents."""
     out = Path(cfg.output)
     refs = [str(cell_doc(out, k)) for k in info["eval"] if is_finished(out, k)]
+    for key in info["stage"]:
+        if is_finished(out, key):
+            refs += [str(p) for p in sorted(cell_doc(out, key).parent.glob("results*.json"))]
     if (out / "pm_vs_il" / "results.json").exists():
         refs.append(str(out / "pm_vs_il" / "results.json"))
     return refs
@@ -398,10 +477,10 @@ def reproduce_command(**kwargs: Any) -> None:
                                        kwargs.pop("dry_run"))
     cfg = load_study(ref, kwargs, sets or [])
     if dry_run:
-        cells, _ = plan(cfg)
+        cells, info = plan(cfg)
         out = Path(cfg.output)
         for c in cells:
-            console.print(f"{'done' if is_finished(out, c.key) else 'todo'}  {c.key}  {c.fn.__name__}{c.args[:1]}")
+            console.print(f"{'done' if is_finished(out, c.key) else 'todo'}  {c.key}  {cell_label(info, c)}")
         console.print(f"{len(cells)} cells; config:\n{yaml.safe_dump(cfg.model_dump(), sort_keys=False)}")
         return
     executor = make_executor(ray_address, max_retries=cfg.ray.max_retries, num_cpus=cfg.ray.num_cpus)

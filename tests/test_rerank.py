@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -414,6 +415,12 @@ def test_report_draws_code_figs_11_and_12_next_to_lambada(tiny_rerank, tiny_code
     assert f"{fmt(top['value'])} [{fmt(top['lo'])}, {fmt(top['hi'])}]" in section
     cov = html[html.index('data-table="coverage"'):]
     assert re.search(r'<tr data-fig="12">.*?<td>drawn</td>', cov) and re.search(r'<tr data-fig="13">.*?<td>drawn</td>', cov)
+    assert "in its chat template" not in section  # plain: the paper's format, nothing to say
+    chat = json.loads((Path(code.output) / "results.json").read_text())
+    chat["payload"]["models"][0]["code_format"] = "chat"
+    (tmp_path / "chat.json").write_text(json.dumps(chat))
+    path, _ = build_report(collect([str(tmp_path / "chat.json")]), tmp_path / "c.html")
+    assert f"put to {chat['payload']['models'][0]['model']} in its chat template" in path.read_text()
 
 
 def test_cli_task_code_flags_and_a_clear_error(tmp_path):

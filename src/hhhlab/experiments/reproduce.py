@@ -8,7 +8,9 @@ ship inside the package (``hhhlab/configs/*.yaml``, with the ``accelerate`` conf
 
 A study is a list of *cells*, each one self-contained and keyed: one model's eval suite (all
 evals and conditions of that model, `evals.runner.run_suite`) and one PM-vs-IL sweep cell (model
-× objective × dataset, `train.trainer.train_and_evaluate` with the sweep's `cell_config`). Cells
+× objective × dataset, `train.trainer.train_and_evaluate` with the sweep's `cell_config`), and
+the cells of the other stages — re-ranking, distillation, PMP — each its own command run from a
+section of the config (`experiments.stages`). Cells
 run on an `experiments.executor` (serial here, or Ray tasks with ``--ray``); the driver writes each
 finished cell's results document to ``OUTPUT/cells/<key>/results.json`` as it arrives, so a crash,
 Ctrl-C or a killed driver loses at most the cells in flight, and a rerun skips every finished

@@ -149,6 +149,11 @@ class RerankSection(Section):
         notes = [f"Models: {', '.join(models)}."]
         if any(m.split("@")[0] == "smollm2-135m" for m in models):
             notes.append(INSTRUCT_NOTE)
+        chat = [m for (t, m), (r, _) in records.items() if t == "code" and r.get("code_format") == "chat"]
+        if chat:
+            notes.append(f"Code problems were put to {', '.join(chat)} in its chat template (--code-format chat: "
+                         "the request as the user's turn, the answer opened as a Python block); the paper's base "
+                         "code models continue the bare signature and docstring.")
         if "code" not in tasks:
             notes.append("Code correctness re-ranking (the paper's Figs 11-12, HumanEval-style functions run "
                          "against their tests) is not in these documents: only Lambada is measured here "

@@ -34,16 +34,22 @@ def _estimates(out):
     return vals
 
 
+#: a stage cell (`experiments.stages`) travels to Ray like the eval and training cells
+SYNTHETIC = {"pmp_synthetic.model": "tiny:llama,layers=2,hidden=64,heads=4,kv_heads=2",
+             "pmp_synthetic.conditions": "[none, T2]", "pmp_synthetic.letters": "3", "pmp_synthetic.pmp_pairs": "32",
+             "pmp_synthetic.sizes": "[0, 8]", "pmp_synthetic.eval_pairs": "20"}
+
+
 def test_tiny_sweep_on_ray_matches_the_serial_run(tmp_path, ray_local):
     from report_run import tiny_study
 
-    serial = rp.reproduce(tiny_study(tmp_path, "serial"), executor=SerialExecutor())
-    cfg = tiny_study(tmp_path, "ray")
+    serial = rp.reproduce(tiny_study(tmp_path, "serial", **SYNTHETIC), executor=SerialExecutor())
+    cfg = tiny_study(tmp_path, "ray", **SYNTHETIC)
     ray_local._owns = False  # the module fixture closes it
     on_ray = rp.reproduce(cfg, executor=ray_local)
     assert on_ray["planned"] == serial["planned"] == on_ray["ran"] and not on_ray["failures"]
     a, b = _estimates(tmp_path / "serial"), _estimates(tmp_path / "ray")
-    assert a and a == b
+    assert a and a == b and "No PM pretrain@8" in a  # the synthetic PMP cell came back from Ray too
     # a driver restarted after the cells finished redoes none of them
     again = rp.reproduce(cfg, executor=ray_local)
     assert again["ran"] == 0 and again["skipped"] == again["planned"]

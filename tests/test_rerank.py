@@ -294,7 +294,9 @@ def test_code_chat_format_asks_in_the_models_template_for_the_same_programs(tmp_
         [add], {"code_format": "plain"})
     with pytest.raises(DataError, match="--code-format chat: .*no chat template"):
         task.for_model(cfg.model_copy(update={"code_format": "chat"}), plain_tok, [add])
-    assert "```" in task.stop()  # a chat answer's closing fence ends the program
+    # a chat answer is a whole program (imports, helpers) that ends at its closing fence
+    assert "```" in task.stop(items) and "\ndef " not in task.stop(items) and "\ndef " in task.stop([add])
+    assert all(p.format == "chat" for p in items) and add.format == "plain"
 
 
 def test_code_sweep_writes_acc_at_k_series_with_cis(tiny_code_rerank):

@@ -187,7 +187,9 @@ class RerankTask(Protocol):
 
     def prompt(self, item: Any) -> str: ...
 
-    def stop(self) -> tuple[str, ...]: ...
+    def stop(self, items: list) -> tuple[str, ...]:
+        """Where a sample of these items ends (code: by the format they are put in)."""
+        ...
 
     def prepare(self, cfg: RerankConfig) -> None:
         """Checks before any sampling (code: the sandbox policy)."""
@@ -290,7 +292,7 @@ class LambadaTask:
     def prompt(self, item: Passage) -> str:
         return item.context
 
-    def stop(self) -> tuple[str, ...]:
+    def stop(self, items: list) -> tuple[str, ...]:
         return STOP
 
     def prepare(self, cfg: RerankConfig) -> None:
@@ -341,7 +343,7 @@ def _sample(engine, cfg: RerankConfig, task: RerankTask, items: list, n: int, te
     from hhhlab.models.engine import GenerationConfig
 
     gen = GenerationConfig(max_new_tokens=cfg.new_tokens(), temperature=temperature, num_samples=n,
-                           stop=task.stop(), seed=cfg.seed)
+                           stop=task.stop(items), seed=cfg.seed)
     prompts = [task.prompt(p) for p in items]
     chunk = 4
     out: list[list[str]] = []

@@ -22,9 +22,10 @@ the document) is `experiments.rerank`; this module is what is specific to code.
   same tests. ``auto`` (the default): chat when the tokenizer has a chat template. The format
   used is in each model's record (``code_format``); the rankers score a completion given the
   same context the model was sampled from.
-* **Sampling**: the engine, as the code evals sample (`evals.code.CODE_STOPS`: a completion ends
-  at the next top-level statement, or at a chat answer's closing fence), at ``--temperature``
-  (the paper: 1), top-p 1, ``--max-new-tokens`` (default 256).
+* **Sampling**: the engine, at ``--temperature`` (the paper: 1), top-p 1, ``--max-new-tokens``
+  (default 256). Plain: as the code evals sample (`evals.code.CODE_STOPS`: a function body ends
+  at the next top-level statement). Chat: at the answer's closing fence or the model's own test
+  code after the program (`CHAT_STOPS`).
 * **Correctness**: each program ``prompt + completion + tests + marker`` (`evals.code.
   check_program`) runs in `hhhlab.sandbox.run_many` under the code builder's rule: right only when
   the sandbox says ``passed`` (the success marker printed after the tests); a failed assert, an
@@ -79,6 +80,7 @@ class Problem:
     tests: str
     reference: str  #: the reference solution in completion form (after ``prompt``)
     request: str = ""  #: the problem as a user asks it (``--code-format chat``)
+    format: str = "plain"  #: how it is put to the model (`CodeTask.for_model`)
 
 
 def code_datasets(cfg: RerankConfig) -> list[str]:
@@ -123,6 +125,11 @@ def chat_request(dataset: str, record: object, prompt: str) -> str:
 
 #: how an answer opens in the chat format: a Python block, the program's own start inside it
 CHAT_FENCE = "```python\n"
+#: where a chat answer's program ends: its closing fence, or the model's own tests and prints
+#: after it. Not the plain format's "\ndef " / "\nclass " / "\n#": a whole program (MBPP's)
+#: opens with imports and may define helpers (at T = 0.6 the default model wrote "import math"
+#: then its function, which "\ndef " cut to nothing)
+CHAT_STOPS = ("```", "\nif __name__", "\nprint(", "\nassert ")
 
 
 def load_problems(cfg: RerankConfig) -> list[Problem]:
@@ -190,18 +197,19 @@ class CodeTask:
             raise DataError(f"--code-format chat: the tokenizer of {getattr(tokenizer, 'name_or_path', '?')!r} "
                             "has no chat template; use plain (or auto)")
         if fmt == "chat":
-            items = [replace(p, context=chat_turn(tokenizer, p.request, CHAT_FENCE + p.prompt)) for p in items]
+            items = [replace(p, context=chat_turn(tokenizer, p.request, CHAT_FENCE + p.prompt), format="chat")
+                     for p in items]
         return items, {"code_format": fmt}
 
     def prompt(self, item: Problem) -> str:
         return item.context
 
-    def stop(self) -> tuple[str, ...]:
-        """The code evals' stops (a completion ends at the next top-level statement), and the
-        closing fence of a chat answer (never part of a Python program)."""
+    def stop(self, items: list[Problem]) -> tuple[str, ...]:
+        """Plain: the code evals' stops (a function body ends at the next top-level statement).
+        Chat: the answer's closing fence, or test code after the program (`CHAT_STOPS`)."""
         from hhhlab.evals.code import CODE_STOPS
 
-        return (*CODE_STOPS, "```")
+        return CHAT_STOPS if any(p.format == "chat" for p in items) else CODE_STOPS
 
     def prepare(self, cfg: RerankConfig) -> None:
         """Strict sandbox policy (by default): refuse before sampling, not after."""

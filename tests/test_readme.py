@@ -111,7 +111,13 @@ def _tiny_overrides(tmp_path: Path, sub: str) -> list[str]:
             "--set", f"evals.prompt={prompt}", "--set", "evals.limit=6", "--set", "evals.evals=[hhh_alignment]",
             "--set", f"pm_vs_il.datasets={study.pm_vs_il.datasets}".replace("'", ""),
             "--set", "pm_vs_il.train_size=16", "--set", "pm_vs_il.eval_size=16", "--set", "pm_vs_il.max_steps=2",
-            "--set", "pm_vs_il.batch_size=4", "--set", "pm_vs_il.max_length=48"]
+            "--set", "pm_vs_il.batch_size=4", "--set", "pm_vs_il.max_length=48",
+            # the other stages: null, but for one small synthetic PMP cell (tests/test_reproduce_stages.py
+            # runs each of them on tiny models)
+            "--set", "rerank=null", "--set", "rerank_code=null", "--set", "distill=null",
+            "--set", f"pmp_synthetic.model={TINY}", "--set", "pmp_synthetic.letters=3",
+            "--set", "pmp_synthetic.pmp_pairs=32", "--set", "pmp_synthetic.sizes=[0, 8]",
+            "--set", "pmp_synthetic.conditions=[none, T2]", "--set", "pmp_synthetic.eval_pairs=20"]
 
 
 @pytest.mark.slow

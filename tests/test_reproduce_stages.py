@@ -123,3 +123,21 @@ def test_a_rerun_skips_every_finished_stage_cell(staged_study, monkeypatch):
                             + ["rerank.samples=8"])
     cells, _ = rp.plan(changed)
     assert not {c.key for c in cells} & set(seen)
+
+
+def test_a_stage_without_its_data_is_reported_and_tried_again(tmp_path):
+    from hhhlab.results import read_results
+
+    (tmp_path / "data").mkdir()
+    cfg = rp.load_study(None, {}, [f"output={tmp_path / 'study'}", f"models={TINY}", f"data_dir={tmp_path / 'data'}",
+                                   "evals=null", "pm_vs_il=null", "rerank_code.code_datasets=mbpp"])
+    result = rp.reproduce(cfg)
+    assert result["ran"] == 1 and not result["failures"]  # missing data is not a failure to retry
+    key = next(iter(rp.plan(cfg)[1]["stage"]))
+    doc = read_results(rp.cell_doc(tmp_path / "study", key))
+    assert doc.kind == "sweep_rerank" and "missing data" in doc.payload["skipped"]
+    assert "mbpp/mbpp.jsonl" in doc.payload["skipped"] and "re-ranking programs" in doc.payload["skipped"]
+    html = result["report"].read_text()
+    assert '<section id="rerank" data-status="' in html and "missing data" in html
+    assert not rp.is_finished(tmp_path / "study", key)  # the next run tries again: the data may be there
+    assert rp.reproduce(cfg)["ran"] == 1

@@ -342,16 +342,22 @@ def cell_doc(out: Path, key: str) -> Path:
     return out / "cells" / key / "results.json"
 
 
-def is_finished(out: Path, key: str) -> bool:
+def _written(out: Path, key: str) -> Any:
+    """The cell's document when it is this cell's (else None)."""
     path = cell_doc(out, key)
     if not path.exists():
-        return False
+        return None
     try:
         doc = read_results(path)
     except (SchemaError, HHHLabError):
-        return False
+        return None
+    return doc if doc.provenance.get("cell") == key else None
+
+
+def is_finished(out: Path, key: str) -> bool:
+    doc = _written(out, key)
     # a cell skipped for missing data runs again: the data may be there now
-    return doc.provenance.get("cell") == key and not doc.payload.get("skipped")
+    return doc is not None and not doc.payload.get("skipped")
 
 
 def record_cell(cfg: ReproduceConfig, info: dict[str, Any], cell: Cell, result: Any) -> Path:
@@ -427,7 +433,7 @@ def report_sources(cfg: ReproduceConfig, info: dict[str, Any]) -> list[str]:
     out = Path(cfg.output)
     refs = [str(cell_doc(out, k)) for k in info["eval"] if is_finished(out, k)]
     for key in info["stage"]:
-        if is_finished(out, key):
+        if _written(out, key) is not None:  # finished, or skipped for missing data (the report says why)
             refs += [str(p) for p in sorted(cell_doc(out, key).parent.glob("results*.json"))]
     if (out / "pm_vs_il" / "results.json").exists():
         refs.append(str(out / "pm_vs_il" / "results.json"))

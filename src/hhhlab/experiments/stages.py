@@ -39,7 +39,7 @@ INHERITED = ("data_dir", "dtype", "seed")
 @dataclass(frozen=True)
 class Stage:
     name: str  #: the study config's section
-    title: str  #: what it is, for --dry-run and docs
+    title: str  #: what it is (a skipped cell's document says it)
     build: Callable[[dict[str, Any], dict[str, Any], str | None, Path], BaseModel]
     """(section, study settings, model or None, output folder) -> the cell's validated config"""
     run: Callable[[Any], list[dict]]  #: the cell (module level: Ray ships it): config -> documents
@@ -221,7 +221,7 @@ def run_stage_cell(name: str, config: Any) -> list[dict]:
     try:
         return stage.run(config)
     except DataError as exc:
-        return [make_results(stage.kind, config=config.model_dump(), payload={"skipped": f"missing data: {exc}"})]
+        return [make_results(stage.kind, config=config.model_dump(), payload={"skipped": f"{stage.title}: missing data: {exc}"})]
 
 
 def stage_models(section: dict[str, Any], study_models: str) -> list[str]:

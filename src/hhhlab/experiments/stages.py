@@ -49,11 +49,14 @@ class Stage:
 
 def _inherit(section: dict[str, Any], study: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
     """The section's keys, with the study's ``data_dir``/``dtype``/``seed`` where the command
-    has such a key and the section leaves it out."""
+    has such a key and the section leaves it out. The study's ``dtype: auto`` is not passed on:
+    "auto" is each command's own choice (the evals' and re-ranking's default is auto; the
+    training commands' is float32, and the synthetic sweep has no auto)."""
     out = {k: v for k, v in section.items() if k != "models"}
     for key in INHERITED:
-        if key in fields and key not in out and study.get(key) is not None:
-            out[key] = study[key]
+        value = study.get(key)
+        if key in fields and key not in out and value is not None and not (key == "dtype" and value == "auto"):
+            out[key] = value
     return out
 
 
@@ -111,11 +114,9 @@ def _build_distill(section: dict, study: dict, model: str | None, output: Path) 
     from hhhlab.distill.config import CompareConfig, DistillConfig
 
     sec = DistillSection(**section)
-    train = {k: v for k, v in (sec.model_extra or {}).items()}
+    train = dict(sec.model_extra or {})
     _check_owned(train, (*STUDY_OWNED, "model"))
     values = _inherit(train, study, DistillConfig.model_fields)
-    if values.get("dtype") == "auto":  # training: the command's own default (float32) unless asked
-        values.pop("dtype")
     # lax: a study file's YAML ("1e-4" is a string in YAML 1.1) is read as the other sections are
     distill = DistillConfig.model_validate({**values, "model": model or study["models"],
                                             "output": str(output / "student"), "progress": False}, strict=False)
@@ -169,8 +170,6 @@ def _pmp_builder(synthetic: bool) -> Callable[[dict, dict, str | None, Path], Ba
         cls = SyntheticSweepConfig if synthetic else PMPSweepConfig
         _check_owned(section, STUDY_OWNED)
         values = _inherit(section, study, cls.model_fields)
-        if values.get("dtype") == "auto":
-            values.pop("dtype")
         if not synthetic:  # one sweep over the ladder (its PMP models are shared by the targets)
             values["models"] = stage_models(section, study["models"])
         return cls(**values, output=str(output), progress=False)

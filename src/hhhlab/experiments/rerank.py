@@ -133,11 +133,9 @@ class RerankConfig(BaseModel):
     @classmethod
     def _known_code_datasets(cls, v: str) -> str:
         """An unknown problem set is refused with the config, before any work."""
-        from hhhlab.experiments.rerank_code import RELS
+        from hhhlab.experiments.rerank_code import parse_code_datasets
 
-        names = [s.strip() for s in v.split(",") if s.strip()]
-        if not names or any(n not in RELS for n in names):
-            raise ValueError(f"--code-datasets {v!r}: use a comma-separated list of {', '.join(RELS)}")
+        parse_code_datasets(v)
         return v
 
     def new_tokens(self) -> int:

@@ -83,12 +83,12 @@ class Problem:
     format: str = "plain"  #: how it is put to the model (`CodeTask.for_model`)
 
 
-def code_datasets(cfg: RerankConfig) -> list[str]:
-    names = list(dict.fromkeys(s.strip() for s in cfg.code_datasets.split(",") if s.strip()))
-    bad = [n for n in names if n not in RELS]
-    if bad or not names:
-        raise DataError(f"--code-datasets {cfg.code_datasets!r}: use a comma-separated list of "
-                        f"{', '.join(RELS)}")
+def parse_code_datasets(text: str) -> list[str]:
+    """``"humaneval, mbpp"`` -> the problem sets, once each; ValueError for an unknown or empty
+    list (`RerankConfig` checks it with the config, so a sweep never starts with one)."""
+    names = list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    if not names or any(n not in RELS for n in names):
+        raise ValueError(f"--code-datasets {text!r}: use a comma-separated list of {', '.join(RELS)}")
     return names
 
 
@@ -140,7 +140,7 @@ def load_problems(cfg: RerankConfig) -> list[Problem]:
     if data_dir is not None and not data_dir.is_dir():
         raise DataError(f"--data-dir {data_dir}: not a folder")
     problems: list[Problem] = []
-    for name in code_datasets(cfg):
+    for name in parse_code_datasets(cfg.code_datasets):
         where, records = _records(name, data_dir)
         found = []
         for at, rec in records:

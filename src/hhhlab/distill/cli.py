@@ -72,7 +72,7 @@ def _compare_command(**kwargs) -> None:
     """Plain vs prompted vs distilled on the same seeded eval items, per model of a ladder: every
     metric with CIs, the fraction of the prompt's gain the student keeps (paired bootstrap), and
     the context cost (tokens and seconds per item)."""
-    from hhhlab.distill.measure import compare_conditions, suite_config
+    from hhhlab.distill.measure import compare_identity, compare_in_run, suite_config
     from hhhlab.errors import HHHLabError
     from hhhlab.evals.base import check_options
     from hhhlab.store import ResultsStore, atomic_write_json
@@ -82,7 +82,7 @@ def _compare_command(**kwargs) -> None:
     suite = suite_config(cfg)  # bad models, evals or a one-checkpoint ladder: refused before any run exists
     check_options(suite.evals, {})
     store = ResultsStore()
-    identity = {**suite.identity(), "n_boot": cfg.n_boot}
+    identity = compare_identity(cfg)
     run = None
     if cfg.resume:
         for rec in reversed(store.runs(kind="distill_compare")):
@@ -94,20 +94,15 @@ def _compare_command(**kwargs) -> None:
             console.print("[yellow]note:[/] no earlier compare run with these settings; starting a new one")
     if run is None:
         run = store.create_run("distill_compare", {**cfg.model_dump(), "identity": identity}, name=cfg.evals)
-    try:
-        def log(msg: str) -> None:  # each finished (model, condition, eval) as it ends
-            run.log(msg)
-            if cfg.progress:
-                console.print(msg)
+    def log(msg: str) -> None:  # each finished (model, condition, eval) as it ends
+        run.log(msg)
+        if cfg.progress:
+            console.print(msg)
 
-        doc = compare_conditions(cfg, run=run, log=log)
-    except BaseException as exc:
-        run.finish({"error": f"{type(exc).__name__}: {exc}", "items_stored": len(run.items())}, status="failed")
-        if isinstance(exc, HHHLabError):
-            raise HHHLabError(f"{exc} (finished items are kept in run {run.run_id}; rerun with --resume)") from exc
-        raise
-    doc["payload"]["run_id"] = run.run_id
-    run.finish(doc)
+    try:
+        doc = compare_in_run(cfg, run, log)
+    except HHHLabError as exc:
+        raise HHHLabError(f"{exc} (finished items are kept in run {run.run_id}; rerun with --resume)") from exc
     atomic_write_json(cfg.output, doc)
     _print_compare(doc)
     console.print(f"wrote {cfg.output} (run {run.run_id})")

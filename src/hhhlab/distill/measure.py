@@ -146,6 +146,25 @@ def compare_conditions(cfg: CompareConfig, *, run: Any = None,
                         dtype=cfg.dtype, device=cfg.device)
 
 
+def compare_identity(cfg: CompareConfig) -> dict[str, Any]:
+    """What makes two compare runs the same, so that one may resume the other's stored items."""
+    return {**suite_config(cfg).identity(), "n_boot": cfg.n_boot}
+
+
+def compare_in_run(cfg: CompareConfig, run: Any, log: Callable[[str], None] | None = None) -> dict:
+    """`compare_conditions` in a results-store run (each finished item is stored as it ends):
+    the run is finished with the document, or, when it raises, marked failed with its items kept
+    for a resume. ``hhhlab distill compare`` and the study's distill cells both run it."""
+    try:
+        doc = compare_conditions(cfg, run=run, log=log or run.log)
+    except BaseException as exc:
+        run.finish({"error": f"{type(exc).__name__}: {exc}", "items_stored": len(run.items())}, status="failed")
+        raise
+    doc["payload"]["run_id"] = run.run_id
+    run.finish(doc)
+    return doc
+
+
 def _compare_model(report: SuiteReport, model: str, suite: SuiteConfig, cfg: CompareConfig,
                    tokens: dict[str, dict[str, list[int]]]) -> dict:
     """One model's rows: metrics per condition, the gains and the fraction kept, context cost."""

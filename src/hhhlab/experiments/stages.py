@@ -142,24 +142,19 @@ def run_distill_cell(cell: DistillCell) -> list[dict]:
     import hashlib
     import json
 
-    from hhhlab.distill.measure import compare_conditions, suite_config
+    from hhhlab.distill.measure import compare_identity, compare_in_run
     from hhhlab.distill.run import run_distill
     from hhhlab.store import ResultsStore
 
     distilled = run_distill(cell.distill)
     if cell.compare is None:
         return [distilled]
-    suite = suite_config(cell.compare)
-    identity = {**suite.identity(), "n_boot": cell.compare.n_boot}
+    settings = cell.compare.model_dump()
     # one store run per cell (its settings and output): a resumed cell reuses exactly its own items
-    run_id = "reproduce-compare-" + hashlib.sha1(json.dumps(cell.compare.model_dump(), sort_keys=True,
-                                                             default=str).encode()).hexdigest()[:12]
-    run = ResultsStore().create_run("distill_compare", {**cell.compare.model_dump(), "identity": identity},
+    run_id = "reproduce-compare-" + hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    run = ResultsStore().create_run("distill_compare", {**settings, "identity": compare_identity(cell.compare)},
                                     name=cell.compare.evals, run_id=run_id)
-    doc = compare_conditions(cell.compare, run=run, log=run.log)
-    doc["payload"]["run_id"] = run.run_id
-    run.finish(doc)
-    return [doc, distilled]
+    return [compare_in_run(cell.compare, run), distilled]
 
 
 # -- preference-model pre-training (Figs 4, 5, 33) ----------------------------------------------
